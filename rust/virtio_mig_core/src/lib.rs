@@ -15,4 +15,5 @@
 
 #![cfg_attr(not(test), no_std)]
 
+pub mod cap_walker;
 pub mod virtio_pci_caps;
