@@ -1,0 +1,61 @@
+#!/bin/bash
+# Prepare the kernel source: extract linux-source-7.3 once, copy our files over it, apply
+# patches/. Idempotent and incremental: unchanged files keep their timestamps.
+
+source "$(dirname "$0")/common.sh"
+
+root=$("$VM_DIR/toolchain.sh")
+need_host_tool rsync
+KSRC=$CACHE_DIR/build/linux
+tarball=$root/usr/src/linux-source-7.3.tar.xz
+stamp=$KSRC/.extracted-$(stat -c %s-%Y "$tarball")
+
+if [ ! -e "$stamp" ]; then
+	echo "extracting $(basename "$tarball")" >&2
+	rm -rf "$KSRC" "$CACHE_DIR/build/kout"
+	mkdir -p "$CACHE_DIR/build"
+	tar -xf "$tarball" -C "$CACHE_DIR/build"
+	mv "$CACHE_DIR/build/linux-source-7.3" "$KSRC"
+	touch "$stamp"
+fi
+
+# New files: ours never replace a file of the base tree (that is what patches/ is for).
+cd "$SRC_TOP"
+manifest=$KSRC/.overlay-files
+new_manifest=$(mktemp)
+trap 'rm -f "$new_manifest"' EXIT
+{
+	find rust/kernel rust/helpers drivers samples tools/testing/selftests Documentation \
+		-type f 2>/dev/null || true
+	find rust/virtio_mig_core/src -type f -name '*.rs'
+} | sort >"$new_manifest"
+if [ -e "$manifest" ]; then
+	comm -23 "$manifest" "$new_manifest" | while IFS= read -r gone; do rm -f "$KSRC/$gone"; done
+fi
+while IFS= read -r file; do
+	if [ ! -e "$manifest" ] || ! grep -qxF "$file" "$manifest"; then
+		[ ! -e "$KSRC/$file" ] || die "$file exists in the base tree; change it with a patch"
+	fi
+done <"$new_manifest"
+rsync -rc --files-from="$new_manifest" . "$KSRC/"
+cp "$new_manifest" "$manifest"
+
+# Patches: the applied copy of each is kept so an edited patch is reverted before reapplying.
+applied=$KSRC/.overlay-patches
+mkdir -p "$applied"
+for old in "$applied"/*.patch; do
+	[ -e "$old" ] || continue
+	name=$(basename "$old")
+	if ! cmp -s "$old" "patches/$name"; then
+		(cd "$KSRC" && git apply -R "$old") || die "cannot revert old $name"
+		rm "$old"
+	fi
+done
+for patch in patches/*.patch; do
+	name=$(basename "$patch")
+	[ -e "$applied/$name" ] && continue
+	(cd "$KSRC" && git apply --check "$SRC_TOP/$patch") ||
+		die "$patch does not apply to linux-source-7.3; rebase it"
+	(cd "$KSRC" && git apply "$SRC_TOP/$patch")
+	cp "$patch" "$applied/$name"
+done

@@ -1,0 +1,32 @@
+#!/bin/bash
+# Create the pinned toolchain root (Debian trixie + trixie-backports) unless it is cached.
+# Prints the root's path on success.
+
+source "$(dirname "$0")/common.sh"
+
+need_root "creating the toolchain root"
+root=$(toolchain_root)
+if [ -e "$root/.complete" ]; then
+	echo "$root"
+	exit 0
+fi
+
+need_host_tool mmdebstrap
+
+mkdir -p "$CACHE_DIR"
+tmp="$root.partial"
+rm -rf "$tmp"
+echo "creating toolchain root $root (a few minutes)" >&2
+main_pkgs=$(packages_for trixie | paste -sd, -)
+bpo_pkgs=$(packages_for trixie-backports | paste -sd' ' -)
+mmdebstrap --variant=apt --mode=root --components=main \
+	--include="$main_pkgs" \
+	--customize-hook="chroot \"\$1\" apt-get update -qq" \
+	--customize-hook="chroot \"\$1\" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends -t trixie-backports $bpo_pkgs" \
+	--customize-hook="chroot \"\$1\" apt-get clean" \
+	trixie "$tmp" \
+	"deb $MIRROR trixie main" \
+	"deb $MIRROR trixie-backports main" >&2
+touch "$tmp/.complete"
+mv "$tmp" "$root"
+echo "$root"
