@@ -16,4 +16,5 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod cap_walker;
+pub mod mig_fsm;
 pub mod virtio_pci_caps;

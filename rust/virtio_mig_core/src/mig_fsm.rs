@@ -1,0 +1,344 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The VFIO migration device-state machine.
+//!
+//! The VFIO uAPI (`enum vfio_device_mig_state`) defines eight states; a
+//! driver implements only *single arcs* between neighbouring states and walks
+//! longer transitions one arc at a time, choosing each step with
+//! [`next_step`] (the same choices as the VFIO core's shortest-path table).
+//! For every arc, [`arc_actions`] lists the device-side work in order, so the
+//! driver only executes [`Action`]s and holds no policy of its own.
+//!
+//! A driver loop looks like:
+//!
+//! ```
+//! # use virtio_mig_core::mig_fsm::*;
+//! let flags = MigFlags::ALL;
+//! let (mut cur, target) = (MigState::Running, MigState::StopCopy);
+//! while cur != target {
+//!     let next = next_step(cur, target, flags).unwrap();
+//!     for action in arc_actions(cur, next).unwrap() {
+//!         // execute `action`; on failure the device goes to ERROR
+//!         let _ = action;
+//!     }
+//!     cur = next;
+//! }
+//! ```
+
+use core::fmt;
+
+/// A migration state, with the numeric values of `enum vfio_device_mig_state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum MigState {
+    /// The device failed; only a reset leaves this state.
+    Error = 0,
+    /// Not running, no DMA, no interrupts; state may be saved or loaded.
+    Stop = 1,
+    /// Normal operation.
+    Running = 2,
+    /// Stopped, with the saving data file returning the final device state.
+    StopCopy = 3,
+    /// Stopped, with the resuming data file accepting a device state.
+    Resuming = 4,
+    /// Running but not initiating DMA to peers (queues quiesced).
+    RunningP2p = 5,
+    /// Running, with the saving data file returning initial (pre-copy) data.
+    PreCopy = 6,
+    /// Like [`MigState::RunningP2p`], with the pre-copy data file still open.
+    PreCopyP2p = 7,
+}
+
+/// Number of states (size of per-state tables).
+pub const NUM_STATES: usize = 8;
+
+/// Every state, in numeric order.
+pub const ALL_STATES: [MigState; NUM_STATES] = [
+    MigState::Error,
+    MigState::Stop,
+    MigState::Running,
+    MigState::StopCopy,
+    MigState::Resuming,
+    MigState::RunningP2p,
+    MigState::PreCopy,
+    MigState::PreCopyP2p,
+];
+
+impl MigState {
+    /// The state with uAPI value `v`, if any.
+    pub const fn from_u32(v: u32) -> Option<MigState> {
+        match v {
+            0 => Some(MigState::Error),
+            1 => Some(MigState::Stop),
+            2 => Some(MigState::Running),
+            3 => Some(MigState::StopCopy),
+            4 => Some(MigState::Resuming),
+            5 => Some(MigState::RunningP2p),
+            6 => Some(MigState::PreCopy),
+            7 => Some(MigState::PreCopyP2p),
+            _ => None,
+        }
+    }
+
+    /// The uAPI value of the state.
+    pub const fn as_u32(self) -> u32 {
+        self as u32
+    }
+
+    /// The uAPI name of the state (without the `VFIO_DEVICE_STATE_` prefix).
+    pub const fn name(self) -> &'static str {
+        match self {
+            MigState::Error => "ERROR",
+            MigState::Stop => "STOP",
+            MigState::Running => "RUNNING",
+            MigState::StopCopy => "STOP_COPY",
+            MigState::Resuming => "RESUMING",
+            MigState::RunningP2p => "RUNNING_P2P",
+            MigState::PreCopy => "PRE_COPY",
+            MigState::PreCopyP2p => "PRE_COPY_P2P",
+        }
+    }
+
+    /// Migration flags a device must advertise for this state to exist.
+    /// [`MigState::Error`] is never a valid request target.
+    pub const fn required_flags(self) -> MigFlags {
+        match self {
+            MigState::Error => MigFlags(u32::MAX),
+            MigState::Stop | MigState::Running | MigState::StopCopy | MigState::Resuming => {
+                MigFlags::STOP_COPY
+            }
+            MigState::RunningP2p => MigFlags(MigFlags::STOP_COPY.0 | MigFlags::P2P.0),
+            MigState::PreCopy => MigFlags(MigFlags::STOP_COPY.0 | MigFlags::PRE_COPY.0),
+            MigState::PreCopyP2p => MigFlags::ALL,
+        }
+    }
+
+    /// Whether the device runs (processes its queues) in this state.
+    pub const fn is_running(self) -> bool {
+        matches!(self, MigState::Running | MigState::PreCopy)
+    }
+
+    /// Whether a saving data file is open in this state.
+    pub const fn has_saving_file(self) -> bool {
+        matches!(
+            self,
+            MigState::StopCopy | MigState::PreCopy | MigState::PreCopyP2p
+        )
+    }
+
+    /// Whether a resuming data file is open in this state.
+    pub const fn has_resuming_file(self) -> bool {
+        matches!(self, MigState::Resuming)
+    }
+}
+
+impl fmt::Display for MigState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Migration capability flags (`VFIO_MIGRATION_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MigFlags(pub u32);
+
+impl MigFlags {
+    /// `VFIO_MIGRATION_STOP_COPY`: STOP, RUNNING, STOP_COPY, RESUMING.
+    pub const STOP_COPY: MigFlags = MigFlags(1 << 0);
+    /// `VFIO_MIGRATION_P2P`: adds RUNNING_P2P.
+    pub const P2P: MigFlags = MigFlags(1 << 1);
+    /// `VFIO_MIGRATION_PRE_COPY`: adds PRE_COPY (and PRE_COPY_P2P with P2P).
+    pub const PRE_COPY: MigFlags = MigFlags(1 << 2);
+    /// Everything this driver supports.
+    pub const ALL: MigFlags = MigFlags(Self::STOP_COPY.0 | Self::P2P.0 | Self::PRE_COPY.0);
+
+    /// Whether every flag of `other` is set in `self`.
+    pub const fn contains(self, other: MigFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Whether a device advertising `self` has `state`.
+    pub const fn supports(self, state: MigState) -> bool {
+        self.contains(state.required_flags())
+    }
+
+    /// Whether `self` is a valid flag set for a migratable device (STOP_COPY
+    /// is mandatory, unknown bits are not allowed).
+    pub const fn is_valid(self) -> bool {
+        self.contains(Self::STOP_COPY) && self.0 & !Self::ALL.0 == 0
+    }
+}
+
+/// Why [`next_step`] refused a transition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsmError {
+    /// The current state is ERROR: only a device reset leaves it.
+    InError,
+    /// The current state is not supported by the flags (driver bug).
+    BadCurrent,
+    /// The requested state is ERROR or not supported by the flags.
+    BadTarget,
+    /// The transition is forbidden (STOP_COPY to a PRE_COPY state).
+    Blocked,
+}
+
+impl FsmError {
+    /// Short description, for log messages.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            FsmError::InError => "device is in the ERROR state",
+            FsmError::BadCurrent => "current state not supported by the migration flags",
+            FsmError::BadTarget => "requested state is ERROR or not supported",
+            FsmError::Blocked => "transition is not allowed",
+        }
+    }
+}
+
+impl fmt::Display for FsmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// Index of a state in per-state tables.
+const fn idx(s: MigState) -> usize {
+    s as usize
+}
+
+/// Preferred next state on the path from a state (row) to a target (column),
+/// assuming every optional state exists. Unsupported intermediate states are
+/// skipped by [`next_step`], which applies the table again from them.
+const FIRST_HOP: [[MigState; NUM_STATES]; NUM_STATES] = {
+    use MigState::{
+        Error as E, PreCopy as Pc, PreCopyP2p as Pp, Resuming as Re, Running as Ru,
+        RunningP2p as Rp, Stop as St, StopCopy as Sc,
+    };
+    // Columns: E, St, Ru, Sc, Re, Rp, Pc, Pp.
+    [
+        /* from ERROR        */ [E, E, E, E, E, E, E, E],
+        /* from STOP         */ [E, St, Rp, Sc, Re, Rp, Rp, Rp],
+        /* from RUNNING      */ [E, Rp, Ru, Rp, Rp, Rp, Pc, Rp],
+        /* from STOP_COPY    */ [E, St, St, Sc, St, St, E, E],
+        /* from RESUMING     */ [E, St, St, St, Re, St, St, St],
+        /* from RUNNING_P2P  */ [E, St, Ru, St, St, Rp, Ru, Pp],
+        /* from PRE_COPY     */ [E, Ru, Ru, Pp, Ru, Ru, Pc, Pp],
+        /* from PRE_COPY_P2P */ [E, Rp, Rp, Sc, Rp, Rp, Pc, Pp],
+    ]
+};
+
+/// The next single arc on the way from `cur` to `target` for a device with
+/// migration `flags`; returns `cur` itself when `cur == target`.
+///
+/// Matches the VFIO core's choice: intermediate states that the flags do not
+/// provide are skipped, so without P2P the arc RUNNING→STOP is taken
+/// directly, and without PRE_COPY those states are never entered.
+pub fn next_step(cur: MigState, target: MigState, flags: MigFlags) -> Result<MigState, FsmError> {
+    if cur == MigState::Error {
+        return Err(FsmError::InError);
+    }
+    if !flags.supports(cur) {
+        return Err(FsmError::BadCurrent);
+    }
+    if !flags.supports(target) {
+        return Err(FsmError::BadTarget);
+    }
+    let mut next = cur;
+    // Each hop moves strictly closer to the target in the full graph, so the
+    // walk ends within NUM_STATES hops; the bound only guards the table.
+    for _ in 0..NUM_STATES {
+        next = FIRST_HOP[idx(next)][idx(target)];
+        if next == MigState::Error {
+            return Err(FsmError::Blocked);
+        }
+        if flags.supports(next) {
+            return Ok(next);
+        }
+    }
+    Err(FsmError::Blocked)
+}
+
+/// One piece of device-side work done on a state arc, in execution order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Stop every enabled queue through the device state capability
+    /// (write 0 to `queue_status`, read back until 0, bounded wait; a
+    /// timeout moves the device to ERROR). Remember which queues ran.
+    QuiesceQueues,
+    /// Restart the queues that were running before [`Action::QuiesceQueues`]
+    /// or that the restored state enables (write 1 to `queue_status`).
+    ResumeQueues,
+    /// Create the saving data file, returned to user space as `data_fd`.
+    OpenSavingFile,
+    /// Queue the pre-copy frame (device identity for an early compatibility
+    /// check) on the saving file.
+    SavePrecopyData,
+    /// Read the complete device state (common config, per-queue state and
+    /// `last_avail_idx`, device config) and queue the final frame on the
+    /// saving file; the device must be quiesced.
+    SaveFinalState,
+    /// Create the resuming data file, returned to user space as `data_fd`.
+    OpenResumingFile,
+    /// Parse and check the data written to the resuming file and, only when
+    /// all of it is valid and compatible, program it into the device (queues
+    /// stay stopped). Any error leaves the device untouched.
+    LoadState,
+    /// Release the saving and resuming files (they read/write no more data).
+    CloseFiles,
+}
+
+impl Action {
+    /// Short name, for tracing.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::QuiesceQueues => "quiesce-queues",
+            Action::ResumeQueues => "resume-queues",
+            Action::OpenSavingFile => "open-saving-file",
+            Action::SavePrecopyData => "save-precopy-data",
+            Action::SaveFinalState => "save-final-state",
+            Action::OpenResumingFile => "open-resuming-file",
+            Action::LoadState => "load-state",
+            Action::CloseFiles => "close-files",
+        }
+    }
+}
+
+/// Actions of a device reset (FLR or `VFIO_DEVICE_RESET`) in any state,
+/// after which the migration state is [`RESET_STATE`].
+pub const RESET_ACTIONS: &[Action] = &[Action::CloseFiles];
+
+/// The migration state after a device reset.
+pub const RESET_STATE: MigState = MigState::Running;
+
+/// The device-side actions of the single arc `from → to`, or `None` when
+/// that is not a single arc for any flag set.
+///
+/// Includes the arcs that only exist when P2P is not advertised
+/// (RUNNING↔STOP, PRE_COPY→STOP_COPY), which combine the work of the
+/// skipped RUNNING_P2P / PRE_COPY_P2P arcs.
+pub const fn arc_actions(from: MigState, to: MigState) -> Option<&'static [Action]> {
+    use Action::*;
+    use MigState::*;
+    let actions: &'static [Action] = match (from, to) {
+        (Running, RunningP2p) | (PreCopy, PreCopyP2p) => &[QuiesceQueues],
+        (RunningP2p, Running) | (PreCopyP2p, PreCopy) => &[ResumeQueues],
+        (RunningP2p, Stop) | (Stop, RunningP2p) => &[],
+        (Stop, StopCopy) => &[OpenSavingFile, SaveFinalState],
+        (StopCopy, Stop) => &[CloseFiles],
+        (Stop, Resuming) => &[OpenResumingFile],
+        (Resuming, Stop) => &[LoadState, CloseFiles],
+        (Running, PreCopy) | (RunningP2p, PreCopyP2p) => &[OpenSavingFile, SavePrecopyData],
+        (PreCopy, Running) | (PreCopyP2p, RunningP2p) => &[CloseFiles],
+        (PreCopyP2p, StopCopy) => &[SaveFinalState],
+        // Arcs of a device without P2P.
+        (Running, Stop) => &[QuiesceQueues],
+        (Stop, Running) => &[ResumeQueues],
+        (PreCopy, StopCopy) => &[QuiesceQueues, SaveFinalState],
+        _ => return None,
+    };
+    Some(actions)
+}
+
+/// Whether `from → to` is a single arc a driver with `flags` must implement.
+pub fn is_arc(from: MigState, to: MigState, flags: MigFlags) -> bool {
+    from != to && matches!(next_step(from, to, flags), Ok(next) if next == to)
+}
