@@ -4,12 +4,13 @@
 #![deny(missing_docs, unsafe_code)]
 
 #[allow(dead_code)]
+#[path = "../src"]
 mod vmig {
-    #[path = "../../src/cap_walker.rs"]
+    #[path = "cap_walker.rs"]
     pub mod cap_walker;
-    #[path = "../../src/mig_fsm.rs"]
+    #[path = "mig_fsm.rs"]
     pub mod mig_fsm;
-    #[path = "../../src/virtio_pci_caps.rs"]
+    #[path = "virtio_pci_caps.rs"]
     pub mod virtio_pci_caps;
 }
 
