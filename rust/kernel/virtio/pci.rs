@@ -1,3 +1,217 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Virtio-pci transport extension.
+//!
+//! Finds and validates the virtio structures of a modern virtio-pci function, including the two
+//! migration capabilities (memory dirty-pages tracker, device state), so that a driver operating
+//! the device from outside the virtio core (a VFIO variant driver) reaches only regions whose
+//! bounds were checked once, at probe.
+//!
+//! The validation logic is shared with the host-tested `virtio_mig_core` crate.
+//!
+//! C header: [`include/uapi/linux/virtio_pci.h`](srctree/include/uapi/linux/virtio_pci.h)
+
+use crate::{
+    device,
+    io::Io,
+    pci,
+    prelude::*, //
+};
+
+#[path = "../../virtio_mig_core/src/virtio_pci_caps.rs"]
+pub mod virtio_pci_caps;
+
+#[path = "../../virtio_mig_core/src/cap_walker.rs"]
+pub mod cap_walker;
+
+pub use cap_walker::{
+    CapInfo,
+    CapRegion,
+    VirtioCaps, //
+};
+pub use virtio_pci_caps::cfg_type_name;
+
+/// Conventional config space of a bound PCI function, read through the PCI core accessors.
+struct ConfigSpaceReader<'a>(pci::ConfigSpace<'a, pci::Normal>);
+
+impl cap_walker::ConfigSpaceRead for ConfigSpaceReader<'_> {
+    type Error = Error;
+
+    fn read8(&self, off: u16) -> Result<u8> {
+        self.0.try_read8(usize::from(off))
+    }
+
+    fn read32(&self, off: u16) -> Result<u32> {
+        self.0.try_read32(usize::from(off))
+    }
+}
+
+/// The validated virtio structures of a modern virtio-pci function.
+///
+/// # Invariants
+///
+/// Every region in `caps` lies inside a BAR that was present, with the size recorded in
+/// `bar_sizes`, when the capabilities were walked.
+#[derive(Clone, Copy, Debug)]
+pub struct Capabilities {
+    caps: VirtioCaps,
+    bar_sizes: [u64; virtio_pci_caps::PCI_STD_NUM_BARS],
+}
+
+impl Capabilities {
+    /// Walks the capability list of `pdev`, validating every virtio structure against the BAR
+    /// sizes, and logs each capability found.
+    ///
+    /// Fails with `ENODEV` when the list is malformed or a structure a modern virtio-pci driver
+    /// needs (common, notify, ISR) is missing.
+    pub fn discover(pdev: &pci::Device<device::Bound>) -> Result<Self> {
+        let mut bar_sizes = [0u64; virtio_pci_caps::PCI_STD_NUM_BARS];
+        for (bar, size) in (0u32..).zip(bar_sizes.iter_mut()) {
+            *size = pdev.resource_len(bar)?;
+        }
+        let reader = ConfigSpaceReader(pdev.config_space());
+        let caps = cap_walker::walk(&reader, &bar_sizes, |cap| log_cap(pdev, cap)).map_err(
+            |err| {
+                dev_err!(pdev, "malformed capability list: {}\n", err.reason());
+                ENODEV
+            },
+        )?;
+        if let Some(cfg_type) = caps.missing(&cap_walker::REQUIRED_MODERN) {
+            dev_err!(pdev, "no {} capability\n", cfg_type_name(cfg_type));
+            return Err(ENODEV);
+        }
+        // INVARIANT: `walk` checked every region against `bar_sizes`.
+        Ok(Self { caps, bar_sizes })
+    }
+
+    /// The validated structures.
+    pub fn caps(&self) -> &VirtioCaps {
+        &self.caps
+    }
+
+    /// Size of `bar` when the capabilities were walked, 0 for an absent BAR.
+    pub fn bar_size(&self, bar: u8) -> u64 {
+        self.bar_sizes.get(usize::from(bar)).copied().unwrap_or(0)
+    }
+}
+
+fn log_cap(pdev: &pci::Device<device::Bound>, cap: &CapInfo) {
+    match cap.virtio {
+        Some(v) => dev_info!(
+            pdev,
+            "cap @{:#04x}: virtio {} (cfg_type {}) bar {} offset {:#x} length {:#x}\n",
+            cap.pos,
+            cfg_type_name(v.cfg_type),
+            v.cfg_type,
+            v.bar,
+            v.offset,
+            v.length
+        ),
+        None => dev_dbg!(pdev, "cap @{:#04x}: id {:#04x}\n", cap.pos, cap.cap_id),
+    }
+}
+
+#[cfg(CONFIG_VIRTIO_VFIO_MIG_KUNIT_TEST)]
+#[macros::kunit_tests(rust_virtio_pci_caps)]
+mod tests {
+    use super::{
+        cap_walker::{
+            walk,
+            WalkError, //
+        },
+        virtio_pci_caps as caps,
+    };
+
+    /// BAR sizes of the reference layout: everything lives in a 32 KiB BAR 4.
+    const BARS: [u64; 6] = [0, 0x1000, 0, 0, 0x8000, 0];
+
+    /// A config space with the virtio structures of the reference device layout.
+    struct Image([u8; 256]);
+
+    impl Image {
+        fn new() -> Self {
+            let mut image = Self([0; 256]);
+            image.0[usize::from(caps::PCI_STATUS)] = caps::PCI_STATUS_CAP_LIST as u8;
+            image.0[usize::from(caps::PCI_CAPABILITY_LIST)] = 0x40;
+            let layout = [
+                (caps::VIRTIO_PCI_CAP_COMMON_CFG, 0x0000, 0x38),
+                (caps::VIRTIO_PCI_CAP_NOTIFY_CFG, 0x3000, 0x1000),
+                (caps::VIRTIO_PCI_CAP_ISR_CFG, 0x1000, 1),
+                (caps::VIRTIO_PCI_CAP_DEVICE_CFG, 0x2000, 0x3c),
+                (caps::VIRTIO_PCI_CAP_MEMORY_TRACK_CFG, 0x4000, 24),
+                (caps::VIRTIO_PCI_CAP_DEVICE_STATE_CFG, 0x5000, 8),
+            ];
+            let mut pos = 0x40;
+            for (i, &(cfg_type, offset, length)) in layout.iter().enumerate() {
+                let len = if cfg_type == caps::VIRTIO_PCI_CAP_NOTIFY_CFG { 20 } else { 16 };
+                let next = if i + 1 == layout.len() { 0 } else { pos + 20 };
+                image.cap(pos, next, len, cfg_type, offset, length);
+                if cfg_type == caps::VIRTIO_PCI_CAP_NOTIFY_CFG {
+                    image.0[pos + 16] = 4;
+                }
+                pos += 20;
+            }
+            image
+        }
+
+        /// Writes a virtio structure capability for a region of BAR 4.
+        fn cap(&mut self, pos: usize, next: usize, len: u8, cfg_type: u8, off: u32, l: u32) {
+            let c = &mut self.0[pos..pos + 16];
+            c[..6].copy_from_slice(&[caps::PCI_CAP_ID_VNDR, next as u8, len, cfg_type, 4, 0]);
+            c[8..12].copy_from_slice(&off.to_le_bytes());
+            c[12..16].copy_from_slice(&l.to_le_bytes());
+        }
+    }
+
+    #[test]
+    fn finds_every_structure() {
+        let image = Image::new();
+        let mut seen = 0;
+        let found = walk(&image.0[..], &BARS, |_| seen += 1);
+        assert!(found.is_ok());
+        let Ok(found) = found else { return };
+        assert_eq!(seen, 6);
+        assert_eq!(found.notify_off_multiplier, 4);
+        let track = found.memory_track.map(|r| (r.bar, r.offset, r.length));
+        assert_eq!(track, Some((4, 0x4000, 24)));
+        let state = found.device_state.map(|r| (r.bar, r.offset, r.length));
+        assert_eq!(state, Some((4, 0x5000, 8)));
+        assert!(found.missing(&super::cap_walker::REQUIRED_MODERN).is_none());
+    }
+
+    #[test]
+    fn rejects_short_cap_len() {
+        let mut image = Image::new();
+        // The tracker capability (fifth in the list) claims to be 8 bytes long.
+        image.0[0x40 + 4 * 20 + 2] = 8;
+        assert!(matches!(
+            walk(&image.0[..], &BARS, |_| {}),
+            Err(WalkError::CapLenTooSmall { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_region_past_bar_end() {
+        let mut image = Image::new();
+        image.0[0x40 + 4 * 20 + 8..][..4].copy_from_slice(&0x7ff0u32.to_le_bytes());
+        assert!(walk(&image.0[..], &BARS, |_| {}).is_err());
+    }
+
+    #[test]
+    fn rejects_absent_bar() {
+        let mut image = Image::new();
+        image.0[0x40 + 4 * 20 + 4] = 2;
+        assert!(walk(&image.0[..], &BARS, |_| {}).is_err());
+    }
+
+    #[test]
+    fn rejects_loop() {
+        let mut image = Image::new();
+        // The last capability points back at the first.
+        image.0[0x40 + 5 * 20 + 1] = 0x40;
+        assert!(matches!(
+            walk(&image.0[..], &BARS, |_| {}),
+            Err(WalkError::Loop { .. })
+        ));
+    }
+}

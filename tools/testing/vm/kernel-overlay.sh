@@ -4,10 +4,14 @@
 
 source "$(dirname "$0")/common.sh"
 
-root=$("$VM_DIR/toolchain.sh")
 need_host_tool rsync
 KSRC=$CACHE_DIR/build/linux
-tarball=$root/usr/src/linux-source-7.3.tar.xz
+if [ "${TOOLCHAIN:-root}" = host ]; then
+	tarball=/usr/src/linux-source-7.3.tar.xz
+else
+	tarball=$("$VM_DIR/toolchain.sh")/usr/src/linux-source-7.3.tar.xz
+fi
+[ -e "$tarball" ] || die "$tarball missing"
 stamp=$KSRC/.extracted-$(stat -c %s-%Y "$tarball")
 
 if [ ! -e "$stamp" ]; then

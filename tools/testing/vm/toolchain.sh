@@ -6,16 +6,19 @@ source "$(dirname "$0")/common.sh"
 
 need_root "creating the toolchain root"
 root=$(toolchain_root)
-if [ -e "$root/.complete" ]; then
-	echo "$root"
-	exit 0
-fi
+[ -e "$root/.complete" ] && { echo "$root"; exit 0; }
+
+# One creator at a time; a second caller waits and then finds the root complete.
+mkdir -p "$CACHE_DIR"
+exec 9>"$CACHE_DIR/.toolchain.lock"
+flock 9
+[ -e "$root/.complete" ] && { echo "$root"; exit 0; }
 
 need_host_tool mmdebstrap
 
-mkdir -p "$CACHE_DIR"
 tmp="$root.partial"
-rm -rf "$tmp"
+# A crashed run may leave mounts below the partial root: never cross into them.
+rm -rf --one-file-system "$tmp"
 echo "creating toolchain root $root (a few minutes)" >&2
 main_pkgs=$(packages_for trixie | paste -sd, -)
 bpo_pkgs=$(packages_for trixie-backports | paste -sd' ' -)

@@ -5,13 +5,21 @@
 use kernel::{
     device::Core,
     pci,
-    prelude::*, //
+    prelude::*,
+    virtio::pci::Capabilities, //
 };
 
 /// First and last device ID of modern (virtio 1.0) virtio-pci functions: 0x1040 + device type.
 const MODERN_DEVICE_IDS: core::ops::RangeInclusive<u16> = 0x1040..=0x107f;
 
 pub(crate) struct VirtioVfioMig;
+
+/// Per-function state.
+pub(crate) struct VirtioVfioMigDevice {
+    /// The validated virtio structures, found once at probe.
+    #[expect(dead_code, reason = "used by the migration and dirty-logging backends")]
+    caps: Capabilities,
+}
 
 kernel::pci_device_table!(
     PCI_TABLE,
@@ -24,7 +32,7 @@ kernel::pci_device_table!(
 
 impl pci::Driver for VirtioVfioMig {
     type IdInfo = ();
-    type Data<'bound> = Self;
+    type Data<'bound> = VirtioVfioMigDevice;
 
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
 
@@ -36,7 +44,15 @@ impl pci::Driver for VirtioVfioMig {
             dev_err!(pdev, "not a modern virtio-pci function\n");
             return Err(ENODEV);
         }
-        dev_info!(pdev, "virtio device type {}\n", pdev.device_id() - 0x1040);
-        Ok(VirtioVfioMig)
+        let caps = Capabilities::discover(pdev)?;
+        let found = caps.caps();
+        dev_info!(
+            pdev,
+            "virtio device type {}: memory-track {}, device-state {}\n",
+            pdev.device_id() - MODERN_DEVICE_IDS.start(),
+            if found.memory_track.is_some() { "present" } else { "absent" },
+            if found.device_state.is_some() { "present" } else { "absent" },
+        );
+        Ok(VirtioVfioMigDevice { caps })
     }
 }

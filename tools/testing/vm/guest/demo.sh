@@ -1,0 +1,15 @@
+#!/bin/bash
+# Guest side of 'make run': load the driver, bind it to both device-model functions and show
+# what it discovered.
+
+source "$(dirname "$0")/lib.sh"
+guest_setup
+
+modprobe "$DRIVER" || exit 1
+for bdf in $(devsim_devices); do
+	echo "== $bdf: $(cat /sys/bus/pci/devices/$bdf/vendor):$(cat /sys/bus/pci/devices/$bdf/device)"
+	bind_driver "$bdf" || { echo "binding $bdf failed"; exit 1; }
+	awk 'NR <= 6 && $1 != "0x0000000000000000" { printf "   BAR%d %s-%s\n", NR - 1, $1, $2 }' \
+		"/sys/bus/pci/devices/$bdf/resource"
+	dmesg | grep "$DRIVER $bdf" | sed 's/^\[[^]]*\] /   /'
+done

@@ -1,0 +1,86 @@
+#!/bin/bash
+# Boot the guest kernel under virtme-ng with two virtio-devsim devices attached and run a
+# guest script (or an interactive shell). Runs inside the toolchain root.
+#
+#   run-vm.sh [--viommu] [--timeout SECONDS] [--interactive] [-- GUEST_SCRIPT [ARGS...]]
+#
+# --viommu   DMA through an emulated intel-iommu instead of VFIO no-IOMMU mode.
+# The guest's verdict is the exit status; a guest that outlives the timeout is killed and
+# reported as a failure (exit 124).
+
+source "$(dirname "$0")/common.sh"
+
+KOUT=$CACHE_DIR/build/kout
+DEVSIM_BIN=$SRC_TOP/tools/testing/virtio-devsim/target/release/virtio-devsim
+RUN_DIR=/run/virtio-devsim
+MEMORY=2G
+DEVICES=2
+
+viommu=0 timeout_s=900 interactive=0
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--viommu) viommu=1 ;;
+	--timeout) timeout_s=$2; shift ;;
+	--interactive) interactive=1 ;;
+	--) shift; break ;;
+	*) die "unknown option $1" ;;
+	esac
+	shift
+done
+[ -x "$DEVSIM_BIN" ] || die "$DEVSIM_BIN missing: run 'make devsim'"
+[ -e "$KOUT/arch/x86/boot/bzImage" ] || die "no guest kernel: run 'make kernel'"
+
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$RUN_DIR"
+}
+trap cleanup EXIT INT TERM
+
+rm -rf "$RUN_DIR"
+mkdir -p "$RUN_DIR"
+qemu_opts="-object memory-backend-memfd,id=guestmem,size=$MEMORY,share=on"
+qemu_opts+=" -machine q35,memory-backend=guestmem"
+for i in $(seq 0 $((DEVICES - 1))); do
+	"$DEVSIM_BIN" --socket "$RUN_DIR/devsim$i.sock" --backing "$RUN_DIR/disk$i.img" \
+		--serial "devsim$i" --stats-file "$RUN_DIR/devsim$i.stats" \
+		>"$RUN_DIR/devsim$i.log" 2>&1 &
+	pids+=($!)
+	qemu_opts+=" -device {\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$RUN_DIR/devsim$i.sock\",\"type\":\"unix\"},\"rombar\":0}"
+done
+for i in $(seq 0 $((DEVICES - 1))); do
+	for _ in $(seq 100); do
+		[ -S "$RUN_DIR/devsim$i.sock" ] && break
+		kill -0 "${pids[$i]}" 2>/dev/null || { cat "$RUN_DIR/devsim$i.log" >&2; die "devsim$i exited"; }
+		sleep 0.1
+	done
+	[ -S "$RUN_DIR/devsim$i.sock" ] || die "devsim$i did not create its socket within 10 s"
+done
+
+append=(--append "console=ttyS0 loglevel=6")
+if [ $viommu = 1 ]; then
+	qemu_opts+=" -device intel-iommu,caching-mode=on,intremap=on"
+	qemu_opts=${qemu_opts/-machine q35,/-machine q35,kernel-irqchip=split,}
+	append+=(--append "intel_iommu=on")
+else
+	append+=(--append "vfio.enable_unsafe_noiommu_mode=1")
+fi
+
+vng=(vng --run "$KOUT" --disable-kvm --disable-microvm --cpus 2 --memory "$MEMORY"
+	--rwdir "$CACHE_DIR/build" "${append[@]}" --qemu-opts "$qemu_opts")
+if [ $interactive = 1 ]; then
+	"${vng[@]}"
+	exit
+fi
+[ $# -gt 0 ] || die "no guest script given"
+guest_cmd=$(printf '%q ' "$@")
+set +e
+timeout --kill-after=10 "$timeout_s" "${vng[@]}" --exec "$guest_cmd" </dev/null
+rc=$?
+set -e
+[ $rc = 124 ] && echo "error: the guest did not finish within ${timeout_s}s" >&2
+for i in $(seq 0 $((DEVICES - 1))); do
+	kill -USR1 "${pids[$i]}" 2>/dev/null || true
+done
+exit $rc

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Sum the results of every test suite into one closing line: "N passed, N failed".
+
+Understands cargo test summaries and the TAP/KTAP the VM run prints between
+"@@suite NAME" and "@@end NAME" markers. A suite that started but never
+ended (guest crash, timeout), or a log with no result at all, counts as a
+failure: silence never passes.
+"""
+
+import re
+import sys
+
+CARGO = re.compile(r"^test result: \w+\. (\d+) passed; (\d+) failed")
+TAP = re.compile(r"^(\s*)(not ok|ok) \d+(?: -)? ?(.*)$")
+SKIP = re.compile(r"#\s*SKIP", re.IGNORECASE)
+
+
+def tap_counts(lines):
+    """Count leaf results: KUnit nests cases one level below their suite line."""
+    passed = failed = skipped = 0
+    deepest = max((len(m.group(1)) for m in map(TAP.match, lines) if m), default=0)
+    for line in lines:
+        m = TAP.match(line)
+        if not m or len(m.group(1)) != deepest:
+            continue
+        if SKIP.search(m.group(3)):
+            skipped += 1
+        elif m.group(2) == "ok":
+            passed += 1
+        else:
+            failed += 1
+    return passed, failed, skipped
+
+
+def summarize(path):
+    with open(path, errors="replace") as f:
+        lines = [l.rstrip("\r\n") for l in f]
+    results = []
+    cargo = [CARGO.match(l) for l in lines]
+    cargo = [m for m in cargo if m]
+    if cargo:
+        results.append((path, sum(int(m.group(1)) for m in cargo),
+                        sum(int(m.group(2)) for m in cargo), 0))
+    suite, body = None, []
+    for line in lines:
+        start = re.match(r"^@@suite (\S+)", line)
+        end = re.match(r"^@@end (\S+) rc=(-?\d+)", line)
+        if start:
+            if suite:
+                results.append((suite + " (no end marker)", 0, 1, 0))
+            suite, body = start.group(1), []
+        elif end and suite:
+            p, f, s = tap_counts(body)
+            if int(end.group(2)) != 0 and f == 0:
+                f = 1  # the suite failed without a failing TAP line
+            if p + f + s == 0:
+                f = 1  # a suite that reported nothing failed
+            results.append((suite, p, f, s))
+            suite = None
+        elif suite:
+            body.append(line)
+    if suite:
+        results.append((suite + " (guest stopped before it ended)", 0, 1, 0))
+    if not results:
+        results.append((path + " (no results)", 0, 1, 0))
+    return results
+
+
+def main():
+    total_p = total_f = total_s = 0
+    for path in sys.argv[1:]:
+        try:
+            results = summarize(path)
+        except OSError as e:
+            results = [(f"{path} ({e.strerror})", 0, 1, 0)]
+        for name, p, f, s in results:
+            print(f"  {name}: {p} passed, {f} failed, {s} skipped")
+            total_p, total_f, total_s = total_p + p, total_f + f, total_s + s
+    print(f"{total_p} passed, {total_f} failed, {total_s} skipped")
+    return 1 if total_f else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
