@@ -17,4 +17,5 @@
 
 pub mod cap_walker;
 pub mod mig_fsm;
+pub mod mig_stream;
 pub mod virtio_pci_caps;

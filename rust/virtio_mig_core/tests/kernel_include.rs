@@ -10,6 +10,8 @@ mod vmig {
     pub mod cap_walker;
     #[path = "mig_fsm.rs"]
     pub mod mig_fsm;
+    #[path = "mig_stream.rs"]
+    pub mod mig_stream;
     #[path = "virtio_pci_caps.rs"]
     pub mod virtio_pci_caps;
 }
@@ -28,4 +30,8 @@ fn included_modules_work() {
         ),
         Ok(vmig::mig_fsm::MigState::RunningP2p)
     );
+    let mut buf = [0u8; vmig::mig_stream::PRECOPY_FRAME_LEN];
+    let id = vmig::mig_stream::DeviceIdentity::default();
+    assert!(vmig::mig_stream::encode_precopy(&mut buf, &id).is_ok());
+    assert!(vmig::mig_stream::Frame::parse(&buf).is_ok());
 }
