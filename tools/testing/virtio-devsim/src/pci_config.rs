@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: GPL-2.0
+//! PCI configuration space of the device.
+//!
+//! The space is an array of bytes plus a mask of writable bits per byte;
+//! a write only changes the writable bits. BAR sizing, the command register,
+//! the MSI-X enable bits and the PASID enable bit all follow from the mask.
+
+use crate::config::{BadCap, Config};
+use crate::layout::*;
+
+/// The PCI configuration space.
+pub struct PciConfig {
+    bytes: Vec<u8>,
+    wmask: Vec<u8>,
+    initial: Vec<u8>,
+}
+
+/// Writes one `struct virtio_pci_cap` (and the notify multiplier) at `at`.
+struct VirtioCap {
+    cfg_type: u8,
+    bar: u8,
+    offset: u32,
+    length: u32,
+    cap_len: u8,
+    next: u8,
+}
+
+impl PciConfig {
+    /// Builds the configuration space for `cfg`.
+    pub fn new(cfg: &Config) -> Self {
+        let size = if cfg.pasid {
+            EXT_CONFIG_SPACE_SIZE
+        } else {
+            CONFIG_SPACE_SIZE
+        };
+        let mut pc = PciConfig {
+            bytes: vec![0; size],
+            wmask: vec![0; size],
+            initial: Vec::new(),
+        };
+        pc.build_header();
+        pc.build_virtio_caps(cfg);
+        pc.build_msix_cap(cfg.queues, cfg.pasid);
+        if cfg.pasid {
+            pc.build_pcie_cap();
+            pc.build_pasid_ext_cap();
+        }
+        pc.initial = pc.bytes.clone();
+        pc
+    }
+
+    fn put8(&mut self, at: usize, v: u8) {
+        self.bytes[at] = v;
+    }
+
+    fn put16(&mut self, at: usize, v: u16) {
+        self.bytes[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn put32(&mut self, at: usize, v: u32) {
+        self.bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn writable16(&mut self, at: usize, mask: u16) {
+        self.wmask[at..at + 2].copy_from_slice(&mask.to_le_bytes());
+    }
+
+    fn writable32(&mut self, at: usize, mask: u32) {
+        self.wmask[at..at + 4].copy_from_slice(&mask.to_le_bytes());
+    }
+
+    fn build_header(&mut self) {
+        self.put16(0x00, PCI_VENDOR_ID);
+        self.put16(0x02, PCI_DEVICE_ID);
+        // Command: I/O, memory, bus master, parity, SERR, INTx disable.
+        self.writable16(0x04, 0x0547);
+        // Status: capabilities list.
+        self.put16(0x06, 0x0010);
+        self.put8(0x08, PCI_REVISION);
+        self.put8(0x09, PCI_CLASS_CODE as u8);
+        self.put8(0x0a, (PCI_CLASS_CODE >> 8) as u8);
+        self.put8(0x0b, (PCI_CLASS_CODE >> 16) as u8);
+        // Header type 0, single function.
+        self.put8(0x0e, 0x00);
+
+        // BAR1: 32-bit memory BAR.
+        let bar1 = 0x10 + 4 * MSIX_BAR as usize;
+        self.put32(bar1, 0);
+        self.writable32(bar1, !(MSIX_BAR_SIZE as u32 - 1) & !0xf);
+        // BAR4/5: 64-bit non-prefetchable memory BAR.
+        let bar4 = 0x10 + 4 * VIRTIO_BAR as usize;
+        self.put32(bar4, 0x4);
+        self.writable32(bar4, !(VIRTIO_BAR_SIZE as u32 - 1) & !0xf);
+        self.writable32(bar4 + 4, 0xffff_ffff);
+
+        self.put16(0x2c, PCI_SUBSYSTEM_VENDOR_ID);
+        self.put16(0x2e, PCI_SUBSYSTEM_ID);
+        self.put8(0x34, CAP_LIST_START);
+        // Interrupt line is a scratch register; interrupt pin 0: no INTx.
+        self.wmask[0x3c] = 0xff;
+    }
+
+    fn put_virtio_cap(&mut self, at: u8, cap: VirtioCap) {
+        let at = at as usize;
+        self.put8(at, PCI_CAP_ID_VNDR);
+        self.put8(at + 1, cap.next);
+        self.put8(at + 2, cap.cap_len);
+        self.put8(at + 3, cap.cfg_type);
+        self.put8(at + 4, cap.bar);
+        self.put8(at + 5, 0); // id
+        self.put32(at + 8, cap.offset);
+        self.put32(at + 12, cap.length);
+        if cap.cfg_type == VIRTIO_PCI_CAP_NOTIFY_CFG {
+            self.put32(at + 16, NOTIFY_OFF_MULTIPLIER);
+        }
+    }
+
+    fn build_virtio_caps(&mut self, cfg: &Config) {
+        let caps = [
+            (
+                CAP_COMMON_AT,
+                VIRTIO_PCI_CAP_COMMON_CFG,
+                COMMON_CFG_OFFSET,
+                COMMON_CFG_LEN,
+            ),
+            (
+                CAP_NOTIFY_AT,
+                VIRTIO_PCI_CAP_NOTIFY_CFG,
+                NOTIFY_OFFSET,
+                NOTIFY_LEN,
+            ),
+            (CAP_ISR_AT, VIRTIO_PCI_CAP_ISR_CFG, ISR_OFFSET, ISR_LEN),
+            (
+                CAP_DEVICE_AT,
+                VIRTIO_PCI_CAP_DEVICE_CFG,
+                DEVICE_CFG_OFFSET,
+                DEVICE_CFG_LEN,
+            ),
+            (
+                CAP_MEMORY_TRACK_AT,
+                VIRTIO_PCI_CAP_MEMORY_TRACK_CFG,
+                MEMORY_TRACK_OFFSET,
+                MEMORY_TRACK_LEN,
+            ),
+            (
+                CAP_DEVICE_STATE_AT,
+                VIRTIO_PCI_CAP_DEVICE_STATE_CFG,
+                DEVICE_STATE_OFFSET,
+                DEVICE_STATE_LEN,
+            ),
+        ];
+        for (i, &(at, cfg_type, offset, length)) in caps.iter().enumerate() {
+            let next = caps.get(i + 1).map_or(CAP_MSIX_AT, |c| c.0);
+            let mut cap = VirtioCap {
+                cfg_type,
+                bar: VIRTIO_BAR,
+                offset: offset as u32,
+                length: length as u32,
+                cap_len: if cfg_type == VIRTIO_PCI_CAP_NOTIFY_CFG {
+                    VIRTIO_NOTIFY_CAP_LEN
+                } else {
+                    VIRTIO_CAP_LEN
+                },
+                next,
+            };
+            if cfg_type == VIRTIO_PCI_CAP_MEMORY_TRACK_CFG {
+                match cfg.faults.bad_cap {
+                    Some(BadCap::Bar) => cap.bar = 7,
+                    Some(BadCap::Offset) => cap.offset = VIRTIO_BAR_SIZE as u32,
+                    Some(BadCap::CapLen) => cap.cap_len = 8,
+                    None => {}
+                }
+            }
+            self.put_virtio_cap(at, cap);
+        }
+    }
+
+    fn build_msix_cap(&mut self, queues: u16, pcie: bool) {
+        let at = CAP_MSIX_AT as usize;
+        self.put8(at, PCI_CAP_ID_MSIX);
+        self.put8(at + 1, if pcie { CAP_PCIE_AT } else { 0 });
+        // Message control: table size - 1 (config vector + one per queue).
+        self.put16(at + 2, queues);
+        // MSI-X enable and function mask are writable.
+        self.writable16(at + 2, 0xc000);
+        self.put32(at + 4, MSIX_TABLE_OFFSET | MSIX_BAR as u32);
+        self.put32(at + 8, MSIX_PBA_OFFSET | MSIX_BAR as u32);
+    }
+
+    fn build_pcie_cap(&mut self) {
+        let at = CAP_PCIE_AT as usize;
+        self.put8(at, PCI_CAP_ID_EXP);
+        self.put8(at + 1, 0);
+        // Capability version 2, device/port type 0: PCI Express endpoint.
+        self.put16(at + 2, 0x0002);
+        // Device control: relaxed ordering, no snoop, max payload/read size.
+        self.writable16(at + 8, 0x7ef0);
+    }
+
+    fn build_pasid_ext_cap(&mut self) {
+        let at = EXT_CAP_PASID_AT as usize;
+        self.put32(at, PCI_EXT_CAP_ID_PASID as u32 | (1 << 16));
+        // PASID capability: no execute/privileged modes, 20-bit PASIDs.
+        self.put16(at + 4, (PASID_WIDTH as u16) << 8);
+        // PASID control: enable.
+        self.writable16(at + 6, 0x0001);
+    }
+
+    /// Size of the configuration space region.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the configuration space is empty (never).
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Reads `buf.len()` bytes at `offset`; bytes past the end read as 0.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = usize::try_from(offset)
+                .ok()
+                .and_then(|o| o.checked_add(i))
+                .and_then(|o| self.bytes.get(o))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+
+    /// Writes `data` at `offset`, changing only writable bits.
+    pub fn write(&mut self, offset: u64, data: &[u8]) {
+        for (i, d) in data.iter().enumerate() {
+            let Some(at) = usize::try_from(offset).ok().and_then(|o| o.checked_add(i)) else {
+                return;
+            };
+            if at >= self.bytes.len() {
+                return;
+            }
+            let m = self.wmask[at];
+            self.bytes[at] = (self.bytes[at] & !m) | (d & m);
+        }
+    }
+
+    /// Whether the PASID extended capability exists and is enabled.
+    pub fn pasid_enabled(&self) -> bool {
+        let at = EXT_CAP_PASID_AT as usize + 6;
+        self.bytes.get(at).is_some_and(|b| b & 1 != 0) && self.bytes.len() > at
+    }
+
+    /// Restores every writable field to its power-on value (function reset).
+    pub fn reset(&mut self) {
+        self.bytes.copy_from_slice(&self.initial);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            queues: 2,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn header_and_chain() {
+        let pc = PciConfig::new(&cfg());
+        let mut b = [0u8; 256];
+        pc.read(0, &mut b);
+        assert_eq!(&b[0..4], &[0xf4, 0x1a, 0x42, 0x10]);
+        assert_eq!(b[0x06] & 0x10, 0x10);
+        assert_eq!(&b[0x08..0x0c], &[0x01, 0x00, 0x80, 0x01]);
+        assert_eq!(b[0x34], 0x40);
+        // Walk the chain and collect the cfg_types.
+        let mut at = b[0x34] as usize;
+        let mut seen = Vec::new();
+        while at != 0 {
+            if b[at] == PCI_CAP_ID_VNDR {
+                seen.push(b[at + 3]);
+            } else {
+                seen.push(b[at]);
+            }
+            at = b[at + 1] as usize;
+        }
+        assert_eq!(seen, vec![1, 2, 3, 4, 10, 11, PCI_CAP_ID_MSIX]);
+        // MSI-X table size = queues + 1.
+        let msix = CAP_MSIX_AT as usize;
+        assert_eq!(u16::from_le_bytes([b[msix + 2], b[msix + 3]]) & 0x7ff, 2);
+    }
+
+    #[test]
+    fn bar_sizing() {
+        let mut pc = PciConfig::new(&cfg());
+        pc.write(0x20, &[0xff; 4]);
+        pc.write(0x24, &[0xff; 4]);
+        let mut b = [0u8; 8];
+        pc.read(0x20, &mut b);
+        assert_eq!(u32::from_le_bytes(b[0..4].try_into().unwrap()), 0xffff_8004);
+        assert_eq!(u32::from_le_bytes(b[4..8].try_into().unwrap()), 0xffff_ffff);
+        pc.write(0x14, &[0xff; 4]);
+        pc.read(0x14, &mut b[..4]);
+        assert_eq!(u32::from_le_bytes(b[0..4].try_into().unwrap()), 0xffff_f000);
+        // Identity is read-only.
+        pc.write(0, &[0; 4]);
+        pc.read(0, &mut b[..2]);
+        assert_eq!(&b[..2], &[0xf4, 0x1a]);
+    }
+
+    #[test]
+    fn pasid_cap_only_with_option() {
+        let pc = PciConfig::new(&cfg());
+        assert_eq!(pc.len(), 256);
+        assert!(!pc.pasid_enabled());
+        let mut pc = PciConfig::new(&Config {
+            pasid: true,
+            ..cfg()
+        });
+        assert_eq!(pc.len(), 4096);
+        let mut b = [0u8; 4];
+        pc.read(0x100, &mut b);
+        assert_eq!(u32::from_le_bytes(b), 0x1_001b);
+        pc.write(0x106, &[1, 0]);
+        assert!(pc.pasid_enabled());
+        pc.reset();
+        assert!(!pc.pasid_enabled());
+    }
+}

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Counters, dumped as `key=value` lines.
+
+use std::fmt::Write as _;
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::layout::Area;
+
+/// Device counters. All are monotonic.
+#[derive(Default)]
+pub struct Stats {
+    /// Requests completed (used ring entries added).
+    pub requests_served: AtomicU64,
+    /// Requests completed with a status other than OK.
+    pub requests_failed: AtomicU64,
+    /// Bytes the device wrote into guest memory (data, status, rings).
+    pub bytes_dma_written: AtomicU64,
+    /// Pages the tracker reported dirty (one per page per write).
+    pub pages_marked_dirty: AtomicU64,
+    /// Bitmap bits the tracker changed from 0 to 1.
+    pub dirty_bits_set: AtomicU64,
+    /// Tracker bitmap updates that failed (bitmap not in mapped memory).
+    pub bitmap_dma_errors: AtomicU64,
+    /// MSI-X messages sent.
+    pub interrupts_sent: AtomicU64,
+    /// Queue stop requests (`queue_status` written 0).
+    pub queue_stops: AtomicU64,
+    /// Device resets.
+    pub resets: AtomicU64,
+    mmio_reads: [AtomicU64; Area::ALL.len()],
+    mmio_writes: [AtomicU64; Area::ALL.len()],
+}
+
+fn slot(area: Area) -> usize {
+    Area::ALL.iter().position(|a| *a == area).unwrap_or(0)
+}
+
+impl Stats {
+    /// Counts one read of `area`.
+    pub fn mmio_read(&self, area: Area) {
+        self.mmio_reads[slot(area)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one write of `area`.
+    pub fn mmio_write(&self, area: Area) {
+        self.mmio_writes[slot(area)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads of `area` so far.
+    pub fn reads_of(&self, area: Area) -> u64 {
+        self.mmio_reads[slot(area)].load(Ordering::Relaxed)
+    }
+
+    /// Writes of `area` so far.
+    pub fn writes_of(&self, area: Area) -> u64 {
+        self.mmio_writes[slot(area)].load(Ordering::Relaxed)
+    }
+
+    /// Adds `n` to `counter`.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Every counter as `key=value` lines.
+    pub fn render(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mut s = String::new();
+        let scalars = [
+            ("requests_served", &self.requests_served),
+            ("requests_failed", &self.requests_failed),
+            ("bytes_dma_written", &self.bytes_dma_written),
+            ("pages_marked_dirty", &self.pages_marked_dirty),
+            ("dirty_bits_set", &self.dirty_bits_set),
+            ("bitmap_dma_errors", &self.bitmap_dma_errors),
+            ("interrupts_sent", &self.interrupts_sent),
+            ("queue_stops", &self.queue_stops),
+            ("resets", &self.resets),
+        ];
+        for (k, v) in scalars {
+            let _ = writeln!(s, "{k}={}", get(v));
+        }
+        for (i, area) in Area::ALL.iter().enumerate() {
+            let _ = writeln!(s, "mmio_reads_{}={}", area.name(), get(&self.mmio_reads[i]));
+            let _ = writeln!(
+                s,
+                "mmio_writes_{}={}",
+                area.name(),
+                get(&self.mmio_writes[i])
+            );
+        }
+        s
+    }
+
+    /// Writes [`Stats::render`] to `path` (atomically, through a rename).
+    pub fn write_to(&self, path: &Path) -> io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, self.render())?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_has_every_key() {
+        let s = Stats::default();
+        Stats::add(&s.requests_served, 3);
+        s.mmio_write(Area::Notify);
+        let out = s.render();
+        assert!(out.contains("requests_served=3\n"));
+        assert!(out.contains("mmio_writes_notify=1\n"));
+        assert!(out.contains("mmio_reads_memory_track=0\n"));
+    }
+}
