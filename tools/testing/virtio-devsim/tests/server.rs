@@ -145,3 +145,479 @@ fn blk_read_writes_guest_memory() {
     std::thread::sleep(Duration::from_millis(20));
     assert!(eventfd_take(&irq) >= 1, "MSI-X vector 1 signalled");
 }
+
+/// Pages the device writes when completing requests on queue 0 with the
+/// tests' layout: the used ring (incl. avail_event) and the status bytes.
+fn ring_and_status_pages(d: &Driver<SocketBus>) -> Vec<u64> {
+    let mut p = d.queues[0].used_pages();
+    p.push(STATUS_BASE >> 12);
+    p
+}
+
+fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+#[test]
+fn tracker_marks_exactly_the_written_pages() {
+    let srv = Server::spawn(&["--capacity-sectors", "4096"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1 | EVENT_IDX, 1, 64);
+    let bitmap_len = MEM_SIZE / 4096 / 8;
+    assert_eq!(d.track_start(0, bitmap_len), 0);
+    assert_eq!(d.track_read(8, 8), BITMAP_BASE);
+    assert_eq!(d.track_read(16, 8), bitmap_len);
+    assert_eq!(d.track_read(0, 1), 1);
+
+    // A read into two pages (0x200e00..0x2011ff).
+    d.push_request(0, 0, T_IN, 0, &[(DATA_BASE + 0xe00, 1024)]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    let mut expect = ring_and_status_pages(&d);
+    expect.extend([DATA_BASE >> 12, (DATA_BASE >> 12) + 1]);
+    assert_eq!(d.harvest(bitmap_len), sorted(expect));
+
+    // A write: the device only writes the status byte and the used ring.
+    d.push_request(0, 1, T_OUT, 8, &[(DATA_BASE + 0x5000, 4096)]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    assert_eq!(d.harvest(bitmap_len), sorted(ring_and_status_pages(&d)));
+
+    // Nothing written, nothing dirty.
+    assert_eq!(d.harvest(bitmap_len), Vec::<u64>::new());
+
+    // Disabled: nothing is tracked.
+    d.track_write(0, 1, 0);
+    d.push_request(0, 2, T_IN, 0, &[(DATA_BASE, 512)]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    assert_eq!(d.harvest(bitmap_len), Vec::<u64>::new());
+}
+
+#[test]
+fn tracker_with_larger_granularity() {
+    let srv = Server::spawn(&["--capacity-sectors", "4096"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1, 1, 64);
+    let gra = 2u8; // 16 KiB pages
+    let bitmap_len = MEM_SIZE / (4096 << gra) / 8;
+    assert_eq!(d.track_start(gra, bitmap_len), gra);
+    // 0x213000..0x214fff covers 16 KiB pages 0x84 and 0x85.
+    d.push_request(0, 0, T_IN, 0, &[(DATA_BASE + 0x13000, 8192)]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    let mut expect: Vec<u64> = ring_and_status_pages(&d).iter().map(|p| p >> gra).collect();
+    expect.extend([0x84, 0x85]);
+    assert_eq!(d.harvest(bitmap_len), sorted(expect));
+}
+
+#[test]
+fn tracker_never_sets_bits_past_length() {
+    let srv = Server::spawn(&["--capacity-sectors", "4096"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1, 1, 64);
+    // 0x21 bytes cover pages 0..263: the used ring page (0x18) is inside,
+    // the status (0x180) and data (0x200) pages are not.
+    let bitmap_len = 0x21;
+    d.track_start(0, bitmap_len);
+    d.push_request(0, 0, T_IN, 0, &[(DATA_BASE, 4096)]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    let mut tail = [0u8; 64];
+    d.mem
+        .read_slice(&mut tail, GuestAddress(BITMAP_BASE + bitmap_len))
+        .unwrap();
+    assert!(
+        tail.iter().all(|b| *b == 0),
+        "bits past bitmap_length: {tail:?}"
+    );
+    assert_eq!(d.harvest(bitmap_len), d.queues[0].used_pages());
+}
+
+#[test]
+fn fault_bits_past_length() {
+    let srv = Server::spawn(&["--capacity-sectors", "4096", "--fault-bits-past-length"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1, 1, 64);
+    let bitmap_len = 0x21;
+    d.track_start(0, bitmap_len);
+    d.push_request(0, 0, T_IN, 0, &[(DATA_BASE, 4096)]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    let mut tail = [0u8; 7];
+    d.mem
+        .read_slice(&mut tail, GuestAddress(BITMAP_BASE + bitmap_len))
+        .unwrap();
+    assert_eq!(tail, [0xff; 7], "the fault sets the rest of the last word");
+}
+
+#[test]
+fn tracker_min_gra_power_and_byte_granularity() {
+    let srv = Server::spawn(&["--min-gra-power", "3", "--byte-granular-dirty"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1, 1, 64);
+    assert_eq!(d.track_read(1, 1), 3, "initial gra_power");
+    let bitmap_len = MEM_SIZE / (4096 << 3) / 8;
+    assert_eq!(d.track_start(0, bitmap_len), 3, "device raised gra_power");
+    d.track_write(1, 1, 5);
+    assert_eq!(d.track_read(1, 1), 5, "larger values are kept");
+    d.track_write(1, 1, 3);
+    d.push_request(0, 0, T_IN, 0, &[(DATA_BASE, 512)]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    // Page 0x200 >> 3 = 0x40 lives in byte 8: the whole byte is set.
+    let byte: u8 = d.mem.read_obj(GuestAddress(BITMAP_BASE + 8)).unwrap();
+    assert_eq!(byte, 0xff);
+}
+
+#[test]
+fn tracker_pasid_and_reset() {
+    // Without a PASID capability, pasid writes are ignored.
+    let srv = Server::spawn(&[]);
+    let mut d = srv.connect();
+    d.track_write(4, 4, 0x12345);
+    assert_eq!(d.track_read(4, 4), 0);
+    drop(d);
+    drop(srv);
+
+    let srv = Server::spawn(&["--pasid"]);
+    let mut d = srv.connect();
+    let c = d.config_space(4096);
+    assert_eq!(&c[0x100..0x104], &[0x1b, 0x00, 0x01, 0x00], "PASID ext cap");
+    assert_eq!(c[0xa5], CAP_PCIE_AT, "MSI-X links to the PCIe cap");
+    // Present but disabled: still ignored.
+    d.track_write(4, 4, 0x12345);
+    assert_eq!(d.track_read(4, 4), 0);
+    d.bus.write(7, 0x106, &[1, 0]);
+    d.track_write(4, 4, 0xfff1_2345);
+    assert_eq!(d.track_read(4, 4), 0x1_2345, "upper 12 bits reserved");
+    d.track_write(0, 1, 1);
+    d.track_write(8, 8, BITMAP_BASE);
+    // Device reset clears enable and pasid.
+    d.set_status(0);
+    assert_eq!(d.track_read(0, 1), 0);
+    assert_eq!(d.track_read(4, 4), 0);
+    // Function reset too (and disables PASID).
+    d.track_write(0, 1, 1);
+    d.track_write(4, 4, 7);
+    let SocketBus(client) = &mut d.bus;
+    client.reset().unwrap();
+    assert_eq!(d.track_read(0, 1), 0);
+    assert_eq!(d.track_read(4, 4), 0);
+    assert_eq!(d.config_space(0x108)[0x106], 0);
+}
+
+#[test]
+fn queue_status_follows_enable_and_reset() {
+    let srv = Server::spawn(&["--queues", "2"]);
+    let mut d = srv.connect();
+    assert!(d.negotiate(VERSION_1));
+    d.select_state(0);
+    assert_eq!(d.queue_status(), 0, "0 after reset");
+    // Writes while queue_enable == 0 are ignored.
+    d.set_queue_status(1);
+    assert_eq!(d.queue_status(), 0);
+    d.set_last_avail_idx(9);
+    assert_eq!(d.last_avail_idx(), 0);
+    d.setup_queue(0, 64, 1);
+    assert_eq!(d.queue_status(), 1, "1 after queue_enable");
+    d.select_state(1);
+    assert_eq!(d.queue_status(), 0, "queue 1 still disabled");
+    assert_eq!(
+        d.bar_read(DEVICE_STATE_OFFSET, 2),
+        1,
+        "queue_select reads back"
+    );
+    d.select_state(7);
+    assert_eq!(d.queue_status(), 0, "no such queue");
+    d.select_state(0);
+    d.set_status(0);
+    assert_eq!(d.queue_status(), 0, "reset stops the queue");
+    assert_eq!(
+        d.bar_read(DEVICE_STATE_OFFSET, 2),
+        0,
+        "reset clears queue_select"
+    );
+    assert_eq!(d.bar_read(0x1c, 2), 0, "queue_enable reset");
+}
+
+#[test]
+fn stop_completes_in_flight_requests_first() {
+    let srv = Server::spawn(&["--request-delay-ms", "150", "--capacity-sectors", "64"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1 | EVENT_IDX, 1, 64);
+    for slot in 0..3 {
+        d.push_request(0, slot, T_IN, slot, &[(DATA_BASE + 0x1000 * slot, 512)]);
+    }
+    d.kick(0);
+    // Let the worker fetch all three.
+    std::thread::sleep(Duration::from_millis(50));
+    d.select_state(0);
+    d.set_queue_status(0);
+    assert_eq!(d.queue_status(), 1, "requests still in flight");
+    let start = std::time::Instant::now();
+    while d.queue_status() != 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "stop never completed"
+        );
+        // Whenever it still reads 1, something must still be in flight.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let used = d.queues[0].used_idx(&d.mem);
+    assert_eq!(
+        used, 3,
+        "every in-flight request completed before 0 was read"
+    );
+    for slot in 0..3 {
+        assert_eq!(d.status_byte(slot), 0);
+    }
+    assert_eq!(d.last_avail_idx(), 3);
+
+    // Stopped: new requests are not fetched.
+    d.push_request(0, 3, T_IN, 3, &[(DATA_BASE + 0x3000, 512)]);
+    d.kick(0);
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(d.queues[0].used_idx(&d.mem), 3);
+    assert_eq!(d.last_avail_idx(), 3);
+    // Resume: pending work is processed.
+    d.set_queue_status(1);
+    assert_eq!(d.queue_status(), 1);
+    d.wait_used(0, 4);
+    assert_eq!(d.status_byte(3), 0);
+}
+
+#[test]
+fn last_avail_idx_round_trip_and_restore() {
+    let srv = Server::spawn(&["--capacity-sectors", "64"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1, 1, 64);
+    for slot in 0..5 {
+        d.push_request(0, slot, T_IN, 0, &[(DATA_BASE, 512)]);
+    }
+    d.kick(0);
+    d.wait_used(0, 5);
+    d.select_state(0);
+    // Ignored while running.
+    d.set_last_avail_idx(77);
+    assert_eq!(d.last_avail_idx(), 5);
+    d.set_queue_status(0);
+    assert_eq!(d.queue_status(), 0);
+    d.set_last_avail_idx(1234);
+    assert_eq!(d.last_avail_idx(), 1234);
+    d.set_last_avail_idx(5);
+    assert_eq!(d.last_avail_idx(), 5);
+
+    // Restore onto a reset device: same rings in guest memory, the queue is
+    // re-enabled, stopped, given last_avail_idx 5 and resumed. Only the new
+    // request is processed.
+    let used_before = d.queues[0].used_idx(&d.mem);
+    let q = std::mem::replace(&mut d.queues[0], DriverQueue::layout(0, 64));
+    d.set_status(0);
+    assert!(d.negotiate(VERSION_1));
+    d.bar_write(0x16, 2, 0);
+    d.bar_write(0x18, 2, 64);
+    d.bar_write(0x1a, 2, 1);
+    d.bar_write(0x20, 8, q.desc);
+    d.bar_write(0x28, 8, q.avail);
+    d.bar_write(0x30, 8, q.used);
+    d.bar_write(0x1c, 2, 1);
+    d.queues[0] = q;
+    d.select_state(0);
+    d.set_queue_status(0);
+    assert_eq!(d.queue_status(), 0);
+    d.set_last_avail_idx(5);
+    d.set_status(1 | 2 | 8 | 4);
+    d.set_queue_status(1);
+    d.push_request(0, 6, T_GET_ID, 0, &[(DATA_BASE + 0x8000, 20)]);
+    d.kick(0);
+    let used = d.wait_used(0, 1);
+    assert_eq!(used[0].1, 21);
+    assert_eq!(d.queues[0].used_idx(&d.mem), used_before.wrapping_add(1));
+    let mut id = [0u8; 7];
+    d.mem
+        .read_slice(&mut id, GuestAddress(DATA_BASE + 0x8000))
+        .unwrap();
+    assert_eq!(&id, b"devsim0");
+}
+
+#[test]
+fn reset_abandons_nothing_and_clears_state() {
+    let srv = Server::spawn(&["--queues", "2"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1 | EVENT_IDX, 2, 32);
+    assert_eq!(d.bar_read(0x1c, 2), 1);
+    d.set_status(0);
+    assert_eq!(d.status(), 0);
+    for q in 0..2u64 {
+        d.bar_write(0x16, 2, q);
+        assert_eq!(d.bar_read(0x1c, 2), 0, "queue_enable");
+        assert_eq!(d.bar_read(0x18, 2), 256, "queue_size back to max");
+        assert_eq!(d.bar_read(0x20, 8), 0, "queue_desc");
+        assert_eq!(d.bar_read(0x1a, 2), 0xffff, "queue_msix_vector");
+    }
+    d.bar_write(0x08, 4, 0);
+    assert_eq!(d.bar_read(0x0c, 4), 0, "driver features cleared");
+    // The device works again after re-initialisation.
+    d.queues.clear();
+    d.bring_up(VERSION_1, 1, 32);
+    d.push_request(0, 0, T_FLUSH, 0, &[]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    assert_eq!(d.status_byte(0), 0);
+}
+
+#[test]
+fn fault_never_stop() {
+    let srv = Server::spawn(&["--fault-never-stop"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1, 1, 32);
+    d.select_state(0);
+    d.set_queue_status(0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(d.queue_status(), 1);
+    // Nothing is fetched while "stopping".
+    d.push_request(0, 0, T_FLUSH, 0, &[]);
+    d.kick(0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(d.queues[0].used_idx(&d.mem), 0);
+    // Resuming still works.
+    d.set_queue_status(1);
+    d.wait_used(0, 1);
+}
+
+#[test]
+fn fault_slow_stop() {
+    let srv = Server::spawn(&["--fault-slow-stop-ms", "300"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1, 1, 32);
+    d.select_state(0);
+    let start = std::time::Instant::now();
+    d.set_queue_status(0);
+    assert_eq!(d.queue_status(), 1);
+    while d.queue_status() != 0 {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn fault_bad_cap() {
+    for (kind, at, expect) in [("bar", 4usize, 7u8), ("caplen", 2, 8)] {
+        let srv = Server::spawn(&[&format!("--fault-bad-cap={kind}")]);
+        let mut d = srv.connect();
+        let c = d.config_space(256);
+        assert_eq!(c[CAP_MEMORY_TRACK_AT as usize + 3], 10);
+        assert_eq!(c[CAP_MEMORY_TRACK_AT as usize + at], expect, "{kind}");
+    }
+    let srv = Server::spawn(&["--fault-bad-cap", "offset"]);
+    let mut d = srv.connect();
+    let c = d.config_space(256);
+    let at = CAP_MEMORY_TRACK_AT as usize + 8;
+    let off = u32::from_le_bytes(c[at..at + 4].try_into().unwrap()) as u64;
+    assert!(off >= VIRTIO_BAR_SIZE, "offset past the end of BAR4");
+    // The other capabilities are intact.
+    assert_eq!(c[CAP_DEVICE_STATE_AT as usize + 3], 11);
+    assert_eq!(c[CAP_DEVICE_STATE_AT as usize + 4], 4);
+}
+
+#[test]
+fn fault_disconnect_after_requests() {
+    let mut srv = Server::spawn(&["--fault-disconnect-after-requests", "2"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1, 1, 32);
+    for slot in 0..3 {
+        d.push_request(0, slot, T_FLUSH, 0, &[]);
+    }
+    d.kick(0);
+    let st = srv.wait(Duration::from_secs(10));
+    assert!(st.success(), "exit status {st:?}");
+    assert_eq!(d.queues[0].used_idx(&d.mem), 2, "two requests completed");
+    assert!(!srv.socket.exists(), "socket removed");
+    assert_eq!(srv.stat("requests_served"), 2);
+    let mut b = [0u8; 4];
+    let SocketBus(client) = &mut d.bus;
+    assert!(
+        client.region_read(7, 0, &mut b).is_err(),
+        "connection is gone"
+    );
+}
+
+#[test]
+fn exits_when_client_disconnects_and_writes_stats() {
+    let mut srv = Server::spawn(&[]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1, 1, 32);
+    d.push_request(0, 0, T_IN, 0, &[(DATA_BASE, 512)]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    // SIGUSR1 dumps the counters without exiting.
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(srv.child.id() as i32, libc::SIGUSR1) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !srv.stats_path().exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(srv.stat("requests_served"), 1);
+    assert!(srv.stat("bytes_dma_written") >= 512 + 1 + 8 + 2);
+    assert!(srv.stat("mmio_writes_notify") >= 1);
+    assert!(srv.stat("mmio_reads_config") >= 1 || srv.stat("mmio_writes_common") > 0);
+    assert!(srv.child.try_wait().unwrap().is_none(), "still running");
+    drop(d);
+    let st = srv.wait(Duration::from_secs(10));
+    assert!(st.success());
+    assert!(!srv.socket.exists());
+}
+
+#[test]
+fn sigterm_removes_the_socket() {
+    let mut srv = Server::spawn(&[]);
+    // SAFETY: plain kill(2) on our child.
+    unsafe { libc::kill(srv.child.id() as i32, libc::SIGTERM) };
+    let st = srv.wait(Duration::from_secs(10));
+    assert!(st.success());
+    assert!(!srv.socket.exists());
+    assert_eq!(srv.stat("requests_served"), 0);
+}
+
+#[test]
+fn malicious_guest_cannot_crash_the_server() {
+    let srv = Server::spawn(&["--queues", "2"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1 | EVENT_IDX, 2, 32);
+    // Descriptors pointing outside guest memory, a looping chain, and a
+    // queue whose rings are unmapped.
+    d.push_request(0, 0, T_IN, 0, &[(0xdead_0000_0000, 4096)]);
+    d.push_request(0, 1, T_OUT, 0, &[(MEM_SIZE - 8, 4096)]);
+    d.kick(0);
+    let used = d.wait_used(0, 2);
+    assert_eq!(used.len(), 2);
+    assert_eq!(d.status_byte(0), 1, "IOERR");
+    assert_eq!(d.status_byte(1), 1, "IOERR");
+    let q = &d.queues[1];
+    let at = q.desc;
+    d.mem.write_obj(0u64, GuestAddress(at)).unwrap();
+    d.mem.write_obj(16u32, GuestAddress(at + 8)).unwrap();
+    d.mem.write_obj(1u16, GuestAddress(at + 12)).unwrap(); // NEXT -> itself
+    d.mem.write_obj(0u16, GuestAddress(at + 14)).unwrap();
+    d.mem.write_obj(0u16, GuestAddress(q.avail + 4)).unwrap();
+    d.mem.write_obj(1u16, GuestAddress(q.avail + 2)).unwrap();
+    d.kick(1);
+    // Garbage avail index.
+    d.mem
+        .write_obj(0x7777u16, GuestAddress(d.queues[0].avail + 2))
+        .unwrap();
+    d.kick(0);
+    // Register accesses out of range.
+    d.bar_write(0x7ff8, 8, u64::MAX);
+    d.bar_read(0x7ff8, 8);
+    d.bus.write(7, 0xfff, &[1, 2, 3, 4]);
+    d.bus.write(1, 0xffc, &[1, 2, 3, 4]);
+    std::thread::sleep(Duration::from_millis(50));
+    // Still alive and answering.
+    assert_eq!(d.bar_read(0x12, 2), 2);
+}
