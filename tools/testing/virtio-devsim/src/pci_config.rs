@@ -245,7 +245,7 @@ impl PciConfig {
     /// Whether the PASID extended capability exists and is enabled.
     pub fn pasid_enabled(&self) -> bool {
         let at = EXT_CAP_PASID_AT as usize + 6;
-        self.bytes.get(at).is_some_and(|b| b & 1 != 0) && self.bytes.len() > at
+        self.bytes.get(at).is_some_and(|b| b & 1 != 0)
     }
 
     /// Restores every writable field to its power-on value (function reset).

@@ -389,27 +389,7 @@ impl<B: Bus> Driver<B> {
     /// Reads and clears the bitmap word by word with an atomic exchange, as
     /// a driver does; returns the dirty page numbers.
     pub fn harvest(&self, bitmap_len: u64) -> Vec<u64> {
-        let mut pages = Vec::new();
-        let words = bitmap_len.div_ceil(8);
-        for w in 0..words {
-            let slice = vm_memory::GuestMemoryBackend::get_slice(
-                &self.mem,
-                GuestAddress(BITMAP_BASE + 8 * w),
-                8,
-            )
-            .unwrap();
-            let word = vm_memory::VolatileMemory::get_atomic_ref::<std::sync::atomic::AtomicU64>(
-                &slice, 0,
-            )
-            .unwrap();
-            let v = word.swap(0, std::sync::atomic::Ordering::SeqCst);
-            for b in 0..64 {
-                if v & (1 << b) != 0 {
-                    pages.push(w * 64 + b);
-                }
-            }
-        }
-        pages
+        harvest(&self.mem, bitmap_len)
     }
 
     /// Device state block.
@@ -558,4 +538,24 @@ pub fn direct(cfg: Config) -> (Driver<DirectBus>, tempfile::TempDir) {
         },
         dir,
     )
+}
+
+/// See [`Driver::harvest`].
+pub fn harvest(mem: &GuestMemoryMmap, bitmap_len: u64) -> Vec<u64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use vm_memory::{GuestMemoryBackend, VolatileMemory};
+    let mut pages = Vec::new();
+    for w in 0..bitmap_len.div_ceil(8) {
+        let slice = mem.get_slice(GuestAddress(BITMAP_BASE + 8 * w), 8).unwrap();
+        let v = slice
+            .get_atomic_ref::<AtomicU64>(0)
+            .unwrap()
+            .swap(0, Ordering::SeqCst);
+        for b in 0..64 {
+            if v & (1 << b) != 0 {
+                pages.push(w * 64 + b);
+            }
+        }
+    }
+    pages
 }

@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Tests of the device logic in-process (no socket): the library's
+//! `Device` is driven through its `ServerBackend` methods.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use support::*;
+use virtio_devsim::layout::Area;
+use virtio_devsim::Config;
+
+fn cfg(capacity: u64) -> Config {
+    Config {
+        capacity_sectors: Some(capacity),
+        ..Config::default()
+    }
+}
+
+/// Pages a request's completion writes besides its data: the status byte
+/// and the used ring.
+fn bookkeeping_pages(d: &Driver<DirectBus>, slot: u64) -> Vec<u64> {
+    let mut p = d.queues[0].used_pages();
+    p.push((STATUS_BASE + slot) >> 12);
+    p
+}
+
+#[test]
+fn tracker_with_concurrent_clearing() {
+    let (mut d, _dir) = direct(cfg(4096));
+    d.bring_up(VERSION_1 | EVENT_IDX, 1, 128);
+    let bitmap_len = MEM_SIZE / 4096 / 8;
+    d.track_start(0, bitmap_len);
+
+    // A harvester swaps bitmap words to zero while the device sets bits.
+    let stop = Arc::new(AtomicBool::new(false));
+    let harvester = {
+        let view = d.mem.clone();
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut seen = BTreeSet::new();
+            while !stop.load(Ordering::SeqCst) {
+                seen.extend(harvest(&view, bitmap_len));
+            }
+            seen
+        })
+    };
+
+    let mut expect = BTreeSet::new();
+    let rounds = 40u64;
+    for r in 0..rounds {
+        let slot = r % 100;
+        let page = 0x200 + (r * 37) % 0x600;
+        d.push_request(0, slot, T_IN, r, &[(page << 12, 4096)]);
+        expect.insert(page);
+        expect.extend(bookkeeping_pages(&d, slot));
+        d.kick(0);
+        d.wait_used(0, 1);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut seen = harvester.join().unwrap();
+    seen.extend(d.harvest(bitmap_len));
+    assert_eq!(seen, expect, "no dirty page lost, none invented");
+    let stats = d.bus.0.shared().stats.clone();
+    assert_eq!(stats.requests_served.load(Ordering::SeqCst), rounds);
+    assert_eq!(stats.bitmap_dma_errors.load(Ordering::SeqCst), 0);
+    assert!(stats.writes_of(Area::MemoryTrack) >= 4);
+}
+
+#[test]
+fn in_process_stop_waits_for_in_flight() {
+    let (mut d, _dir) = direct(Config {
+        request_delay_ms: 100,
+        ..cfg(64)
+    });
+    d.bring_up(VERSION_1, 1, 32);
+    d.push_request(0, 0, T_IN, 0, &[(DATA_BASE, 512)]);
+    d.push_request(0, 1, T_IN, 1, &[(DATA_BASE + 512, 512)]);
+    d.kick(0);
+    thread::sleep(Duration::from_millis(30));
+    d.select_state(0);
+    d.set_queue_status(0);
+    let mut polls = 0;
+    while d.queue_status() != 0 {
+        // Reading 1 means requests are still being completed.
+        assert!(d.queues[0].used_idx(&d.mem) < 2);
+        polls += 1;
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(polls > 0, "the stop could not have completed instantly");
+    assert_eq!(d.queues[0].used_idx(&d.mem), 2);
+}
+
+/// One generated request: read or write `sectors` sectors at `sector`
+/// into a buffer at `page` + `offset`.
+#[derive(Clone, Debug)]
+struct Req {
+    read: bool,
+    sector: u64,
+    sectors: u64,
+    page: u64,
+    offset: u64,
+}
+
+fn req() -> impl Strategy<Value = Req> {
+    (
+        any::<bool>(),
+        0u64..120,
+        1u64..17,
+        0x200u64..0xe00,
+        0u64..4096,
+    )
+        .prop_map(|(read, sector, sectors, page, offset)| Req {
+            read,
+            sector,
+            sectors,
+            page,
+            offset,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The set of dirty pages equals the set of pages the device wrote.
+    #[test]
+    fn dirty_set_equals_written_set(reqs in prop::collection::vec(req(), 1..12), gra in 0u8..3) {
+        let (mut d, _dir) = direct(cfg(256));
+        d.bring_up(VERSION_1 | EVENT_IDX, 1, 64);
+        let bitmap_len = MEM_SIZE / (4096 << gra) / 8;
+        prop_assert_eq!(d.track_start(gra, bitmap_len), gra);
+        let mut expect = BTreeSet::new();
+        for (i, r) in reqs.iter().enumerate() {
+            let slot = i as u64;
+            let addr = (r.page << 12) + r.offset;
+            let len = r.sectors * 512;
+            d.push_request(0, slot, if r.read { T_IN } else { T_OUT }, r.sector, &[(addr, len as u32)]);
+            if r.read {
+                expect.extend((addr >> 12..=(addr + len - 1) >> 12).map(|p| p >> gra));
+            }
+            expect.extend(bookkeeping_pages(&d, slot).into_iter().map(|p| p >> gra));
+        }
+        d.kick(0);
+        d.wait_used(0, reqs.len() as u16);
+        for i in 0..reqs.len() as u64 {
+            prop_assert_eq!(d.status_byte(i), 0);
+        }
+        let seen: BTreeSet<u64> = d.harvest(bitmap_len).into_iter().collect();
+        prop_assert_eq!(seen, expect);
+    }
+}
