@@ -16,6 +16,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod cap_walker;
+pub mod dirty_bitmap;
 pub mod mig_fsm;
 pub mod mig_stream;
 pub mod virtio_pci_caps;

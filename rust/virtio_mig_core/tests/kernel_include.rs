@@ -8,6 +8,8 @@
 mod vmig {
     #[path = "cap_walker.rs"]
     pub mod cap_walker;
+    #[path = "dirty_bitmap.rs"]
+    pub mod dirty_bitmap;
     #[path = "mig_fsm.rs"]
     pub mod mig_fsm;
     #[path = "mig_stream.rs"]
@@ -34,4 +36,14 @@ fn included_modules_work() {
     let id = vmig::mig_stream::DeviceIdentity::default();
     assert!(vmig::mig_stream::encode_precopy(&mut buf, &id).is_ok());
     assert!(vmig::mig_stream::Frame::parse(&buf).is_ok());
+    let words = [core::sync::atomic::AtomicU64::new(1)];
+    let range = vmig::dirty_bitmap::HarvestRange {
+        iova: 0,
+        length: 64 << 12,
+        page_shift: 12,
+        gra_shift: 12,
+    };
+    let mut n = 0;
+    assert!(vmig::dirty_bitmap::harvest(&words, &range, |_, _| n += 1).is_ok());
+    assert_eq!(n, 1);
 }
