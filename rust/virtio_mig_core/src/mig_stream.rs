@@ -77,28 +77,31 @@ pub const MAX_DEVICE_CONFIG_LEN: usize = 4096;
 /// Largest frame accepted or produced (room for optional extensions).
 pub const MAX_FRAME_LEN: usize = 128 * 1024;
 
-/// Length of a section with a payload of `payload` bytes, padding included.
+/// Length of a section with a payload of `payload` bytes, padding included
+/// (saturating at `usize::MAX`).
 pub const fn section_len(payload: usize) -> usize {
-    SECTION_HEADER_LEN + padded(payload)
+    SECTION_HEADER_LEN.saturating_add(padded(payload))
 }
 
 const fn padded(len: usize) -> usize {
-    len.div_ceil(SECTION_ALIGN) * SECTION_ALIGN
+    len.div_ceil(SECTION_ALIGN).saturating_mul(SECTION_ALIGN)
 }
 
 /// Length of a pre-copy frame as written by [`encode_precopy`].
 pub const PRECOPY_FRAME_LEN: usize = HEADER_LEN + section_len(IDENTITY_LEN) + CRC_LEN;
 
 /// Length of a final frame as written by [`encode_final`] for a device with
-/// `num_queues` queues and `device_config_len` bytes of device config.
+/// `num_queues` queues and `device_config_len` bytes of device config
+/// (saturating; [`encode_final`] refuses frames above [`MAX_FRAME_LEN`]).
 pub const fn final_frame_len(num_queues: usize, device_config_len: usize) -> usize {
-    HEADER_LEN
+    let fixed = HEADER_LEN
         + section_len(IDENTITY_LEN)
         + section_len(DRIVER_STATE_LEN)
         + section_len(MSIX_CONFIG_LEN)
-        + num_queues * section_len(QUEUE_LEN)
-        + section_len(device_config_len)
-        + CRC_LEN
+        + CRC_LEN;
+    fixed
+        .saturating_add(num_queues.saturating_mul(section_len(QUEUE_LEN)))
+        .saturating_add(section_len(device_config_len))
 }
 
 // ---------------------------------------------------------------------------
