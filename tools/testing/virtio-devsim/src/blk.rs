@@ -9,7 +9,6 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_SEG_MAX,
@@ -86,14 +85,6 @@ impl Blk {
             serial,
             queues: cfg.queues,
             queue_size: cfg.queue_size,
-        })
-    }
-
-    /// Opens the file at `path` with the other settings of `cfg`.
-    pub fn open_path(cfg: &Config, path: &Path) -> io::Result<Self> {
-        Self::open(&Config {
-            backing: path.to_path_buf(),
-            ..cfg.clone()
         })
     }
 

@@ -391,7 +391,12 @@ impl ServerBackend for Device {
 
 impl Drop for Device {
     fn drop(&mut self) {
-        // Closing the channels ends the workers.
+        // Abandon the requests still in flight, then close the channels,
+        // which ends the workers.
+        for q in &self.shared.queues {
+            let mut vq = q.lock();
+            vq.generation = vq.generation.wrapping_add(1);
+        }
         self.kicks.clear();
         for w in self.workers.drain(..) {
             let _ = w.join();

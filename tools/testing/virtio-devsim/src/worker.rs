@@ -87,12 +87,15 @@ fn fetch(shared: &Shared, index: usize) -> Option<(u64, Vec<Fetched>)> {
 
 /// Executes one fetched request and publishes it in the used ring.
 fn complete(shared: &Shared, index: usize, generation: u64, req: Fetched) {
-    if shared.cfg.request_delay_ms > 0 {
-        thread::sleep(Duration::from_millis(shared.cfg.request_delay_ms));
-    }
     let Some(slot) = shared.queues.get(index) else {
         return;
     };
+    if shared.cfg.request_delay_ms > 0 {
+        if slot.lock().generation != generation {
+            return;
+        }
+        thread::sleep(Duration::from_millis(shared.cfg.request_delay_ms));
+    }
     let mem = shared.mem.memory();
     let mut vq = slot.lock();
     if vq.generation != generation {

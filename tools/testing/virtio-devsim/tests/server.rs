@@ -621,3 +621,23 @@ fn malicious_guest_cannot_crash_the_server() {
     // Still alive and answering.
     assert_eq!(d.bar_read(0x12, 2), 2);
 }
+
+#[test]
+fn disconnect_abandons_delayed_requests() {
+    let mut srv = Server::spawn(&["--request-delay-ms", "400"]);
+    let mut d = srv.connect();
+    d.bring_up(VERSION_1, 1, 32);
+    for slot in 0..10 {
+        d.push_request(0, slot, T_FLUSH, 0, &[]);
+    }
+    d.kick(0);
+    std::thread::sleep(Duration::from_millis(50));
+    let start = std::time::Instant::now();
+    drop(d);
+    assert!(srv.wait(Duration::from_secs(10)).success());
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "exit must not wait for every queued request"
+    );
+    assert!(srv.stat("requests_served") < 10);
+}
