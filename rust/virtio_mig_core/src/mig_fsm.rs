@@ -9,17 +9,14 @@
 //! For every arc, [`arc_actions`] lists the device-side work in order, so the
 //! driver only executes [`Action`]s and holds no policy of its own.
 //!
-//! A driver loop looks like:
+//! A driver loop looks like this (kept as text: the kernel builds its own
+//! documentation examples as KUnit tests, where this crate's path differs):
 //!
-//! ```
-//! # use virtio_mig_core::mig_fsm::*;
-//! let flags = MigFlags::ALL;
-//! let (mut cur, target) = (MigState::Running, MigState::StopCopy);
+//! ```text
 //! while cur != target {
-//!     let next = next_step(cur, target, flags).unwrap();
-//!     for action in arc_actions(cur, next).unwrap() {
-//!         // execute `action`; on failure the device goes to ERROR
-//!         let _ = action;
+//!     let next = next_step(cur, target, flags)?;
+//!     for action in arc_actions(cur, next).unwrap_or(&[]) {
+//!         execute(action)?; // on failure the device goes to ERROR
 //!     }
 //!     cur = next;
 //! }
