@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use vfio_bindings::bindings::vfio::{
-    vfio_region_info, VFIO_IRQ_INFO_EVENTFD, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
-    VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_REGION_INFO_FLAG_READ,
+    vfio_region_info, VFIO_IRQ_INFO_EVENTFD, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_ERR_IRQ_INDEX,
+    VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_REGION_INFO_FLAG_READ,
     VFIO_REGION_INFO_FLAG_WRITE,
 };
 use vfio_user::{DmaMapFlags, DmaUnmapFlags, IrqInfo, ServerBackend, ServerRegion};
@@ -95,6 +95,8 @@ pub struct Device {
     msix_bar: Vec<u8>,
     blk_config: [u8; DEVICE_CFG_LEN as usize],
     dma: DmaSpace,
+    /// Ranges the client mapped without a file descriptor (unreachable).
+    unbacked: Vec<(u64, u64)>,
     kicks: Vec<Sender<()>>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -148,6 +150,7 @@ impl Device {
             msix_bar: vec![0; MSIX_BAR_SIZE as usize],
             blk_config,
             dma,
+            unbacked: Vec::new(),
             kicks,
             workers,
             shared,
@@ -197,14 +200,16 @@ impl Device {
             .collect()
     }
 
-    /// The vfio interrupt indexes: only MSI-X has vectors.
+    /// The vfio interrupt indexes: MSI-X, plus an error interrupt that is
+    /// never raised (it lets the client enable error recovery). No INTx, no
+    /// MSI.
     pub fn irqs(&self) -> Vec<IrqInfo> {
         (0..VFIO_PCI_NUM_IRQS)
             .map(|index| {
-                let count = if index == VFIO_PCI_MSIX_IRQ_INDEX {
-                    self.shared.msix.count() as u32
-                } else {
-                    0
+                let count = match index {
+                    VFIO_PCI_MSIX_IRQ_INDEX => self.shared.msix.count() as u32,
+                    VFIO_PCI_ERR_IRQ_INDEX => 1,
+                    _ => 0,
                 };
                 IrqInfo {
                     index,
@@ -354,8 +359,9 @@ impl ServerBackend for Device {
             None => {
                 // Without a file descriptor the memory is only reachable
                 // through DMA_READ/DMA_WRITE messages, which this server does
-                // not use: the range stays unreachable for the device.
-                eprintln!("virtio-devsim: DMA map of {address:#x}+{size:#x} without fd ignored");
+                // not use: the range (typically ROM) stays unreachable for
+                // the device.
+                self.unbacked.push((address, size));
                 Ok(())
             }
         }
@@ -363,10 +369,14 @@ impl ServerBackend for Device {
 
     fn dma_unmap(&mut self, flags: DmaUnmapFlags, address: u64, size: u64) -> io::Result<()> {
         if flags.contains(DmaUnmapFlags::UNMAP_ALL) {
+            self.unbacked.clear();
             return self.dma.unmap_all();
         }
+        if let Some(i) = self.unbacked.iter().position(|r| *r == (address, size)) {
+            self.unbacked.swap_remove(i);
+            return Ok(());
+        }
         if let Err(e) = self.dma.unmap(address, size) {
-            // Ranges mapped without an fd were never recorded.
             eprintln!("virtio-devsim: DMA unmap of {address:#x}+{size:#x}: {e}");
         }
         Ok(())

@@ -43,12 +43,9 @@ impl Msix {
         fds: Vec<File>,
     ) -> io::Result<()> {
         if index != VFIO_PCI_MSIX_IRQ_INDEX {
-            // Only MSI-X exists; other indexes have no vectors to set.
-            return if count == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::new(io::ErrorKind::InvalidInput, "no such irq"))
-            };
+            // The error and request interrupts are accepted but never
+            // raised: the model has no error reporting or unplug request.
+            return Ok(());
         }
         if flags & VFIO_IRQ_SET_ACTION_TYPE_MASK != VFIO_IRQ_SET_ACTION_TRIGGER {
             // Masking MSI-X through SET_IRQS is not supported (nor needed).
