@@ -183,7 +183,9 @@ impl Tracker {
         if !self.opts.bits_past_length || r.bitmap_length.is_multiple_of(8) {
             return;
         }
-        let end = r.bitmap_length.next_multiple_of(8);
+        let Some(end) = r.bitmap_length.checked_next_multiple_of(8) else {
+            return;
+        };
         for byte in r.bitmap_length..end {
             self.or_byte(r.bitmap_addr.wrapping_add(byte), 0xff);
         }
