@@ -46,6 +46,9 @@ pub struct Faults {
     pub bad_cap: Option<BadCap>,
     /// The device disconnects after completing this many requests.
     pub disconnect_after_requests: Option<u64>,
+    /// The function has no reset the kernel can use: no power management
+    /// capability and no FLR in the PCI Express capability.
+    pub no_reset: bool,
 }
 
 /// Everything that shapes the device and the server process.
@@ -71,7 +74,7 @@ pub struct Config {
     pub min_gra_power: u8,
     /// The tracker sets whole bitmap bytes instead of single bits.
     pub byte_granular_dirty: bool,
-    /// Expose a PASID extended capability (and a PCI Express capability).
+    /// Expose a PASID extended capability (4 KiB configuration space).
     pub pasid: bool,
     /// Fault injection switches.
     pub faults: Faults,
@@ -130,8 +133,8 @@ OPTIONS:
     --request-delay-ms N           hold every request N ms in flight (default 0)
     --min-gra-power N              raise the tracker's gra_power to at least N
     --byte-granular-dirty          tracker sets whole bitmap bytes
-    --pasid                        expose a PCIe capability and a PASID extended
-                                   capability at 0x100 (4 KiB config space)
+    --pasid                        expose a PASID extended capability at 0x100
+                                   (4 KiB config space)
     -h, --help                     print this text
 
 FAULT INJECTION:
@@ -145,6 +148,8 @@ FAULT INJECTION:
     --fault-disconnect-after-requests N
                                    drop the connection (the process exits 0)
                                    after completing N requests
+    --fault-no-reset               no PCI power management capability and no FLR:
+                                   the kernel finds no way to reset the function
 ";
 
 /// What the command line asks for.
@@ -213,6 +218,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, UsageEr
             "--fault-disconnect-after-requests" => {
                 cfg.faults.disconnect_after_requests = Some(number(&name, &value()?)?)
             }
+            "--fault-no-reset" => cfg.faults.no_reset = true,
             _ => return Err(UsageError(format!("unknown argument {arg:?}"))),
         }
     }
@@ -259,7 +265,7 @@ mod tests {
              --serial abc --stats-file /st --request-delay-ms 5 --min-gra-power 2 \
              --byte-granular-dirty --pasid --fault-never-stop --fault-slow-stop-ms 9 \
              --fault-bits-past-length --fault-bad-cap=offset \
-             --fault-disconnect-after-requests 3",
+             --fault-disconnect-after-requests 3 --fault-no-reset",
         ))
         .unwrap();
         let Command::Run(cfg) = cmd else {
@@ -279,6 +285,7 @@ mod tests {
                 bits_past_length: true,
                 bad_cap: Some(BadCap::Offset),
                 disconnect_after_requests: Some(3),
+                no_reset: true,
             }
         );
     }

@@ -4,10 +4,11 @@
 
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use vfio_bindings::bindings::vfio::{
     vfio_region_info, VFIO_IRQ_INFO_EVENTFD, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_ERR_IRQ_INDEX,
@@ -24,7 +25,7 @@ use crate::config::Config;
 use crate::irq::Msix;
 use crate::layout::*;
 use crate::memory::{DmaSpace, GuestMem, GuestMemAtomic, WriteSink};
-use crate::pci_config::PciConfig;
+use crate::pci_config::{ConfigEvent, PciConfig};
 use crate::queue::{QueueSlot, VirtQueue};
 use crate::stats::Stats;
 use crate::tracker::{Tracker, TrackerOptions};
@@ -53,6 +54,10 @@ pub struct Shared {
     pub isr: AtomicU8,
     /// The virtqueues.
     pub queues: Vec<QueueSlot>,
+    /// Set while the function is quiesced (in D3hot, or during a
+    /// function-level reset): no queue fetches new buffers. Workers read it
+    /// under the queue lock.
+    pub quiesced: AtomicBool,
     disconnect: Mutex<Option<DisconnectHook>>,
 }
 
@@ -82,6 +87,17 @@ impl Shared {
             }
         }
     }
+}
+
+/// What triggered a function-level reset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetCause {
+    /// `VFIO_USER_DEVICE_RESET` from the client.
+    Client,
+    /// Initiate Function Level Reset in the PCI Express capability.
+    Flr,
+    /// The power state went from D3hot to D0 (No_Soft_Reset is clear).
+    PowerManagement,
 }
 
 /// The device model. It is the vfio-user backend: every client message ends
@@ -134,6 +150,7 @@ impl Device {
             status: AtomicU8::new(0),
             isr: AtomicU8::new(0),
             queues,
+            quiesced: AtomicBool::new(false),
             disconnect: Mutex::new(None),
         });
         let mut kicks = Vec::new();
@@ -242,12 +259,65 @@ impl Device {
         Stats::add(&self.shared.stats.resets, 1);
     }
 
-    /// Function-level reset (`VFIO_USER_DEVICE_RESET`): the virtio reset
-    /// plus PCI configuration space and MSI-X table.
-    pub fn function_reset(&mut self) {
+    /// Stops fetching on every queue and waits until the requests already
+    /// fetched completed (their used entries published), at most
+    /// [`RESET_DRAIN_TIMEOUT_MS`]. Requests still in flight after that are
+    /// abandoned: they will never touch guest memory. Either way nothing is
+    /// in flight when this returns.
+    pub(crate) fn quiesce(&mut self) {
+        self.shared.quiesced.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_millis(RESET_DRAIN_TIMEOUT_MS);
+        loop {
+            // A worker that fetched before seeing `quiesced` counted its
+            // requests under the same lock, so nothing is missed here.
+            let in_flight: u32 = self.shared.queues.iter().map(|q| q.lock().in_flight).sum();
+            if in_flight == 0 {
+                return;
+            }
+            if Instant::now() >= deadline {
+                eprintln!(
+                    "virtio-devsim: {in_flight} requests still in flight after \
+                     {RESET_DRAIN_TIMEOUT_MS} ms: abandoned"
+                );
+                for q in &self.shared.queues {
+                    q.lock().abandon_in_flight();
+                }
+                return;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Function-level reset: `VFIO_USER_DEVICE_RESET`, Function Level Reset,
+    /// or the power state going from D3hot to D0. Requests in flight
+    /// complete first (see [`Device::quiesce`]); then the virtio reset
+    /// (common configuration, queues, ISR, tracker, device state), PCI
+    /// configuration space and the MSI-X table. The MSI-X eventfds the
+    /// client installed are kept: they are the client's, not the function's.
+    pub fn function_reset(&mut self, cause: ResetCause) {
+        self.quiesce();
         self.virtio_reset();
         self.pci.reset();
         self.msix_bar.fill(0);
+        let stats = &self.shared.stats;
+        Stats::add(&stats.function_resets, 1);
+        match cause {
+            ResetCause::Client => {}
+            ResetCause::Flr => Stats::add(&stats.flr_resets, 1),
+            ResetCause::PowerManagement => Stats::add(&stats.pm_resets, 1),
+        }
+        self.shared.quiesced.store(false, Ordering::SeqCst);
+    }
+
+    fn config_write(&mut self, offset: u64, data: &[u8]) {
+        match self.pci.write(offset, data) {
+            // D3hot: no DMA and no interrupts until the function is back in
+            // D0, which resets it (No_Soft_Reset is clear).
+            Some(ConfigEvent::EnterD3hot) => self.quiesce(),
+            Some(ConfigEvent::LeaveD3hot) => self.function_reset(ResetCause::PowerManagement),
+            Some(ConfigEvent::Flr) => self.function_reset(ResetCause::Flr),
+            None => {}
+        }
     }
 
     fn virtio_bar_read(&mut self, offset: u64, data: &mut [u8]) {
@@ -328,7 +398,7 @@ impl ServerBackend for Device {
         match region {
             VFIO_PCI_CONFIG_REGION_INDEX => {
                 self.shared.stats.mmio_write(Area::Config);
-                self.pci.write(offset, data);
+                self.config_write(offset, data);
             }
             r if r == VIRTIO_BAR as u32 => self.virtio_bar_write(offset, data),
             r if r == MSIX_BAR as u32 => {
@@ -383,7 +453,7 @@ impl ServerBackend for Device {
     }
 
     fn reset(&mut self) -> io::Result<()> {
-        self.function_reset();
+        self.function_reset(ResetCause::Client);
         Ok(())
     }
 
@@ -404,8 +474,7 @@ impl Drop for Device {
         // Abandon the requests still in flight, then close the channels,
         // which ends the workers.
         for q in &self.shared.queues {
-            let mut vq = q.lock();
-            vq.generation = vq.generation.wrapping_add(1);
+            q.lock().abandon_in_flight();
         }
         self.kicks.clear();
         for w in self.workers.drain(..) {

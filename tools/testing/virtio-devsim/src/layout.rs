@@ -101,15 +101,22 @@ pub const CAP_MEMORY_TRACK_AT: u8 = CAP_DEVICE_AT + VIRTIO_CAP_LEN;
 pub const CAP_DEVICE_STATE_AT: u8 = CAP_MEMORY_TRACK_AT + VIRTIO_CAP_LEN;
 /// Configuration space offset of the MSI-X capability.
 pub const CAP_MSIX_AT: u8 = CAP_DEVICE_STATE_AT + VIRTIO_CAP_LEN;
-/// Configuration space offset of the PCI Express capability (only with `--pasid`).
+/// Configuration space offset of the PCI Express capability.
 pub const CAP_PCIE_AT: u8 = CAP_MSIX_AT + MSIX_CAP_LEN;
 /// Length of the PCI Express capability (version 2).
 pub const PCIE_CAP_LEN: u8 = 0x3c;
+/// Configuration space offset of the PCI Power Management capability (absent
+/// with `--fault-no-reset`).
+pub const CAP_PM_AT: u8 = CAP_PCIE_AT + PCIE_CAP_LEN;
+/// Length of the PCI Power Management capability.
+pub const PM_CAP_LEN: u8 = 8;
 /// Extended configuration space offset of the PASID extended capability.
 pub const EXT_CAP_PASID_AT: u16 = 0x100;
 /// Maximum PASID width (bits) the device supports.
 pub const PASID_WIDTH: u8 = 20;
 
+/// PCI capability id: power management.
+pub const PCI_CAP_ID_PM: u8 = 0x01;
 /// PCI capability id: vendor specific.
 pub const PCI_CAP_ID_VNDR: u8 = 0x09;
 /// PCI capability id: MSI-X.
@@ -118,6 +125,36 @@ pub const PCI_CAP_ID_MSIX: u8 = 0x11;
 pub const PCI_CAP_ID_EXP: u8 = 0x10;
 /// PCI Express extended capability id: PASID.
 pub const PCI_EXT_CAP_ID_PASID: u16 = 0x1b;
+
+/// Power Management Capabilities (PMC): version 3 (PCI PM 1.2), no D1/D2,
+/// no PME, no auxiliary current.
+pub const PM_PMC: u16 = 0x0003;
+/// PMCSR power state field (bits 1:0).
+pub const PM_STATE_MASK: u16 = 0x0003;
+/// PMCSR power state D0.
+pub const PM_STATE_D0: u8 = 0;
+/// PMCSR power state D3hot.
+pub const PM_STATE_D3HOT: u8 = 3;
+/// PMCSR No_Soft_Reset (bit 3): clear, so D3hot to D0 resets the function.
+pub const PM_NO_SOFT_RESET: u16 = 0x0008;
+
+/// PCI Express Device Capabilities: Role-Based Error Reporting (bit 15).
+pub const PCIE_DEVCAP_RBER: u32 = 1 << 15;
+/// PCI Express Device Capabilities: Function Level Reset capable (bit 28).
+pub const PCIE_DEVCAP_FLR: u32 = 1 << 28;
+/// PCI Express Device Control: Initiate Function Level Reset (bit 15).
+pub const PCIE_DEVCTL_BCR_FLR: u16 = 1 << 15;
+/// PCI Express Device Control after reset: relaxed ordering and no snoop
+/// enabled, 128-byte payload, 512-byte read requests.
+pub const PCIE_DEVCTL_DEFAULT: u16 = 0x2810;
+/// PCI Express Link Capabilities: 2.5 GT/s, x1.
+pub const PCIE_LNKCAP: u32 = 0x0000_0011;
+/// PCI Express Link Status: 2.5 GT/s, x1.
+pub const PCIE_LNKSTA: u16 = 0x0011;
+
+/// Longest a function-level reset waits for requests in flight to complete
+/// before abandoning them (below QEMU's 5 s vfio-user message timeout).
+pub const RESET_DRAIN_TIMEOUT_MS: u64 = 2000;
 
 /// Size of a block device sector.
 pub const SECTOR_SIZE: u64 = 512;

@@ -4,6 +4,11 @@
 //! The space is an array of bytes plus a mask of writable bits per byte;
 //! a write only changes the writable bits. BAR sizing, the command register,
 //! the MSI-X enable bits and the PASID enable bit all follow from the mask.
+//!
+//! Two writes have side effects beyond the bytes, reported to the device as
+//! a [`ConfigEvent`]: a power state change in the power management
+//! capability, and Initiate Function Level Reset in the PCI Express Device
+//! Control register.
 
 use crate::config::{BadCap, Config};
 use crate::layout::*;
@@ -13,6 +18,22 @@ pub struct PciConfig {
     bytes: Vec<u8>,
     wmask: Vec<u8>,
     initial: Vec<u8>,
+    /// Whether the power management capability exists.
+    pm: bool,
+    /// Whether the PCI Express capability advertises FLR.
+    flr: bool,
+}
+
+/// What a configuration write asks of the function, besides storing bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigEvent {
+    /// The power state went from D0 to D3hot: the function quiesces.
+    EnterD3hot,
+    /// The power state went from D3hot to D0: with No_Soft_Reset clear, the
+    /// function is reset.
+    LeaveD3hot,
+    /// Initiate Function Level Reset was written 1.
+    Flr,
 }
 
 /// Writes one `struct virtio_pci_cap` (and the notify multiplier) at `at`.
@@ -33,16 +54,22 @@ impl PciConfig {
         } else {
             CONFIG_SPACE_SIZE
         };
+        let resettable = !cfg.faults.no_reset;
         let mut pc = PciConfig {
             bytes: vec![0; size],
             wmask: vec![0; size],
             initial: Vec::new(),
+            pm: resettable,
+            flr: resettable,
         };
         pc.build_header();
         pc.build_virtio_caps(cfg);
-        pc.build_msix_cap(cfg.queues, cfg.pasid);
+        pc.build_msix_cap(cfg.queues);
+        pc.build_pcie_cap(if resettable { CAP_PM_AT } else { 0 });
+        if resettable {
+            pc.build_pm_cap();
+        }
         if cfg.pasid {
-            pc.build_pcie_cap();
             pc.build_pasid_ext_cap();
         }
         pc.initial = pc.bytes.clone();
@@ -175,10 +202,10 @@ impl PciConfig {
         }
     }
 
-    fn build_msix_cap(&mut self, queues: u16, pcie: bool) {
+    fn build_msix_cap(&mut self, queues: u16) {
         let at = CAP_MSIX_AT as usize;
         self.put8(at, PCI_CAP_ID_MSIX);
-        self.put8(at + 1, if pcie { CAP_PCIE_AT } else { 0 });
+        self.put8(at + 1, CAP_PCIE_AT);
         // Message control: table size - 1 (config vector + one per queue).
         self.put16(at + 2, queues);
         // MSI-X enable and function mask are writable.
@@ -187,14 +214,35 @@ impl PciConfig {
         self.put32(at + 8, MSIX_PBA_OFFSET | MSIX_BAR as u32);
     }
 
-    fn build_pcie_cap(&mut self) {
+    fn build_pcie_cap(&mut self, next: u8) {
         let at = CAP_PCIE_AT as usize;
         self.put8(at, PCI_CAP_ID_EXP);
-        self.put8(at + 1, 0);
+        self.put8(at + 1, next);
         // Capability version 2, device/port type 0: PCI Express endpoint.
         self.put16(at + 2, 0x0002);
+        // Device capabilities: 128-byte payloads, role-based error
+        // reporting, and Function Level Reset unless the fault removes it.
+        let flr = if self.flr { PCIE_DEVCAP_FLR } else { 0 };
+        self.put32(at + 4, PCIE_DEVCAP_RBER | flr);
         // Device control: relaxed ordering, no snoop, max payload/read size.
+        // Initiate FLR (bit 15) is not stored: it always reads 0.
+        self.put16(at + 8, PCIE_DEVCTL_DEFAULT);
         self.writable16(at + 8, 0x7ef0);
+        // One 2.5 GT/s lane (QEMU hides the link registers when it turns
+        // the function into a root complex integrated endpoint).
+        self.put32(at + 0x0c, PCIE_LNKCAP);
+        self.put16(at + 0x12, PCIE_LNKSTA);
+    }
+
+    fn build_pm_cap(&mut self) {
+        let at = CAP_PM_AT as usize;
+        self.put8(at, PCI_CAP_ID_PM);
+        self.put8(at + 1, 0);
+        self.put16(at + 2, PM_PMC);
+        // PMCSR: D0, No_Soft_Reset clear, no PME. Only the power state is
+        // writable.
+        self.put16(at + 4, 0);
+        self.writable16(at + 4, PM_STATE_MASK);
     }
 
     fn build_pasid_ext_cap(&mut self) {
@@ -228,17 +276,57 @@ impl PciConfig {
         }
     }
 
-    /// Writes `data` at `offset`, changing only writable bits.
-    pub fn write(&mut self, offset: u64, data: &[u8]) {
+    /// Writes `data` at `offset`, changing only writable bits, and tells
+    /// what else the write asks for.
+    pub fn write(&mut self, offset: u64, data: &[u8]) -> Option<ConfigEvent> {
+        let before = self.power_state();
+        let mut flr = false;
         for (i, d) in data.iter().enumerate() {
             let Some(at) = usize::try_from(offset).ok().and_then(|o| o.checked_add(i)) else {
-                return;
+                break;
             };
             if at >= self.bytes.len() {
-                return;
+                break;
             }
             let m = self.wmask[at];
             self.bytes[at] = (self.bytes[at] & !m) | (d & m);
+            // High byte of Device Control, bit 7: Initiate FLR.
+            let devctl_hi = CAP_PCIE_AT as usize + 9;
+            if self.flr && at == devctl_hi && d & (PCIE_DEVCTL_BCR_FLR >> 8) as u8 != 0 {
+                flr = true;
+            }
+        }
+        if flr {
+            return Some(ConfigEvent::Flr);
+        }
+        self.power_transition(before)
+    }
+
+    /// Offset of the PMCSR low byte (power state bits), if the capability exists.
+    fn pmcsr_at(&self) -> Option<usize> {
+        self.pm.then_some(CAP_PM_AT as usize + 4)
+    }
+
+    /// The power state in PMCSR (always D0 without the PM capability).
+    pub fn power_state(&self) -> u8 {
+        self.pmcsr_at()
+            .map_or(PM_STATE_D0, |at| self.bytes[at] & PM_STATE_MASK as u8)
+    }
+
+    /// Checks the power state after a write that found it at `before`.
+    /// D1 and D2 are not supported: writing them leaves the state as it was,
+    /// as the PCI power management specification requires.
+    fn power_transition(&mut self, before: u8) -> Option<ConfigEvent> {
+        let at = self.pmcsr_at()?;
+        let after = self.bytes[at] & PM_STATE_MASK as u8;
+        match (before, after) {
+            (PM_STATE_D0, PM_STATE_D3HOT) => Some(ConfigEvent::EnterD3hot),
+            (PM_STATE_D3HOT, PM_STATE_D0) => Some(ConfigEvent::LeaveD3hot),
+            (_, PM_STATE_D0 | PM_STATE_D3HOT) => None,
+            _ => {
+                self.bytes[at] = (self.bytes[at] & !(PM_STATE_MASK as u8)) | before;
+                None
+            }
         }
     }
 
@@ -285,7 +373,20 @@ mod tests {
             }
             at = b[at + 1] as usize;
         }
-        assert_eq!(seen, vec![1, 2, 3, 4, 10, 11, PCI_CAP_ID_MSIX]);
+        assert_eq!(
+            seen,
+            vec![
+                1,
+                2,
+                3,
+                4,
+                10,
+                11,
+                PCI_CAP_ID_MSIX,
+                PCI_CAP_ID_EXP,
+                PCI_CAP_ID_PM
+            ]
+        );
         // MSI-X table size = queues + 1.
         let msix = CAP_MSIX_AT as usize;
         assert_eq!(u16::from_le_bytes([b[msix + 2], b[msix + 3]]) & 0x7ff, 2);
@@ -307,6 +408,84 @@ mod tests {
         pc.write(0, &[0; 4]);
         pc.read(0, &mut b[..2]);
         assert_eq!(&b[..2], &[0xf4, 0x1a]);
+    }
+
+    #[test]
+    fn power_state_transitions() {
+        let mut pc = PciConfig::new(&cfg());
+        let pmcsr = CAP_PM_AT as u64 + 4;
+        assert_eq!(pc.power_state(), PM_STATE_D0);
+        // D1 and D2 are not supported: the state does not change.
+        assert_eq!(pc.write(pmcsr, &[1, 0]), None);
+        assert_eq!(pc.power_state(), PM_STATE_D0);
+        assert_eq!(pc.write(pmcsr, &[2, 0]), None);
+        assert_eq!(pc.power_state(), PM_STATE_D0);
+        assert_eq!(pc.write(pmcsr, &[3, 0]), Some(ConfigEvent::EnterD3hot));
+        assert_eq!(pc.power_state(), PM_STATE_D3HOT);
+        assert_eq!(pc.write(pmcsr, &[3, 0]), None, "already in D3hot");
+        assert_eq!(pc.write(pmcsr, &[2, 0]), None);
+        assert_eq!(pc.power_state(), PM_STATE_D3HOT);
+        // PMCSR reads the state alone: No_Soft_Reset and PME are 0.
+        let mut b = [0u8; 2];
+        pc.read(pmcsr, &mut b);
+        assert_eq!(u16::from_le_bytes(b), 3);
+        // The header and PMC are read-only.
+        assert_eq!(pc.write(CAP_PM_AT as u64, &[0xff; 4]), None);
+        let mut h = [0u8; 4];
+        pc.read(CAP_PM_AT as u64, &mut h);
+        assert_eq!(h, [PCI_CAP_ID_PM, 0, 0x03, 0x00]);
+        // A dword write of PMCSR, PMCSR_BSE and Data: only D0 sticks.
+        assert_eq!(
+            pc.write(pmcsr, &[0xfc, 0xff, 0xff, 0xff]),
+            Some(ConfigEvent::LeaveD3hot)
+        );
+        let mut d = [0u8; 4];
+        pc.read(pmcsr, &mut d);
+        assert_eq!(d, [0; 4]);
+        assert_eq!(pc.power_state(), PM_STATE_D0);
+        pc.write(pmcsr, &[3, 0]);
+        pc.reset();
+        assert_eq!(pc.power_state(), PM_STATE_D0);
+    }
+
+    #[test]
+    fn initiate_flr() {
+        let mut pc = PciConfig::new(&cfg());
+        let devctl = CAP_PCIE_AT as u64 + 8;
+        assert_eq!(pc.write(devctl, &[0x30, 0x50]), None);
+        assert_eq!(pc.write(devctl + 1, &[0x80]), Some(ConfigEvent::Flr));
+        let mut b = [0u8; 2];
+        pc.read(devctl, &mut b);
+        assert_eq!(b[1] & 0x80, 0, "Initiate FLR reads 0");
+        assert_eq!(
+            pc.write(
+                devctl,
+                &(PCIE_DEVCTL_DEFAULT | PCIE_DEVCTL_BCR_FLR).to_le_bytes()
+            ),
+            Some(ConfigEvent::Flr)
+        );
+    }
+
+    #[test]
+    fn no_reset_fault() {
+        let mut pc = PciConfig::new(&Config {
+            faults: crate::config::Faults {
+                no_reset: true,
+                ..Default::default()
+            },
+            ..cfg()
+        });
+        let mut b = [0u8; 256];
+        pc.read(0, &mut b);
+        let at = CAP_PCIE_AT as usize;
+        assert_eq!(b[at + 1], 0, "the PCIe capability ends the chain");
+        let devcap = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap());
+        assert_eq!(devcap & PCIE_DEVCAP_FLR, 0);
+        let pm = CAP_PM_AT as usize..(CAP_PM_AT + PM_CAP_LEN) as usize;
+        assert!(b[pm].iter().all(|&x| x == 0), "no PM capability");
+        assert_eq!(pc.write(CAP_PCIE_AT as u64 + 8, &[0, 0x80]), None);
+        assert_eq!(pc.write(CAP_PM_AT as u64 + 4, &[3, 0]), None);
+        assert_eq!(pc.power_state(), PM_STATE_D0);
     }
 
     #[test]

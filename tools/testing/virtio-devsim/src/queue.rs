@@ -56,6 +56,12 @@ impl VirtQueue {
         self.queue.reset();
         self.msix_vector = VIRTIO_MSI_NO_VECTOR;
         self.run = RunState::Stopped;
+        self.abandon_in_flight();
+    }
+
+    /// Drops the requests in flight: their completions will not touch
+    /// guest memory.
+    pub fn abandon_in_flight(&mut self) {
         self.in_flight = 0;
         self.generation = self.generation.wrapping_add(1);
     }

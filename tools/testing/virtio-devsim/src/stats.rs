@@ -27,8 +27,17 @@ pub struct Stats {
     pub interrupts_sent: AtomicU64,
     /// Queue stop requests (`queue_status` written 0).
     pub queue_stops: AtomicU64,
-    /// Device resets.
+    /// Device resets (every virtio reset, including those of function resets).
     pub resets: AtomicU64,
+    /// Function-level resets, whatever their trigger.
+    pub function_resets: AtomicU64,
+    /// Function Level Resets (Initiate FLR written 1).
+    pub flr_resets: AtomicU64,
+    /// Power management resets (D3hot to D0).
+    pub pm_resets: AtomicU64,
+    /// Requests abandoned by a reset before they completed (guest memory
+    /// untouched).
+    pub requests_abandoned: AtomicU64,
     mmio_reads: [AtomicU64; Area::ALL.len()],
     mmio_writes: [AtomicU64; Area::ALL.len()],
 }
@@ -77,6 +86,10 @@ impl Stats {
             ("interrupts_sent", &self.interrupts_sent),
             ("queue_stops", &self.queue_stops),
             ("resets", &self.resets),
+            ("function_resets", &self.function_resets),
+            ("flr_resets", &self.flr_resets),
+            ("pm_resets", &self.pm_resets),
+            ("requests_abandoned", &self.requests_abandoned),
         ];
         for (k, v) in scalars {
             let _ = writeln!(s, "{k}={}", get(v));

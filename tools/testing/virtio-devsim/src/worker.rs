@@ -10,6 +10,7 @@
 //! complete, which is what `queue_status` waits for.
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -51,7 +52,9 @@ fn fetch(shared: &Shared, index: usize) -> Option<(u64, Vec<Fetched>)> {
     }
     let mem = shared.mem.memory();
     let mut vq = shared.queues.get(index)?.lock();
-    if !vq.can_fetch() {
+    // `quiesced` is read under the queue lock: a reset waiting for the
+    // queue to drain either sees what this fetch takes, or stops it.
+    if !vq.can_fetch() || shared.quiesced.load(Ordering::SeqCst) {
         return None;
     }
     let mut batch = Vec::new();
@@ -92,6 +95,7 @@ fn complete(shared: &Shared, index: usize, generation: u64, req: Fetched) {
     };
     if shared.cfg.request_delay_ms > 0 {
         if slot.lock().generation != generation {
+            Stats::add(&shared.stats.requests_abandoned, 1);
             return;
         }
         thread::sleep(Duration::from_millis(shared.cfg.request_delay_ms));
@@ -101,6 +105,7 @@ fn complete(shared: &Shared, index: usize, generation: u64, req: Fetched) {
     if vq.generation != generation {
         // The device was reset while the request was in flight: it is
         // abandoned, guest memory is not touched.
+        Stats::add(&shared.stats.requests_abandoned, 1);
         return;
     }
     let done = shared.blk.execute(&*mem, &req.segs);

@@ -154,3 +154,42 @@ proptest! {
         prop_assert_eq!(seen, expect);
     }
 }
+
+#[test]
+fn reset_abandons_requests_that_outlast_the_drain() {
+    use virtio_devsim::layout::RESET_DRAIN_TIMEOUT_MS;
+    use vm_memory::Bytes;
+    let delay = RESET_DRAIN_TIMEOUT_MS + 1500;
+    let (mut d, _dir) = direct(Config {
+        request_delay_ms: delay,
+        ..cfg(64)
+    });
+    d.bring_up(VERSION_1, 1, 32);
+    d.push_request(0, 0, T_IN, 0, &[(DATA_BASE, 512)]);
+    d.mem
+        .write_slice(&[0x5a; 512], vm_memory::GuestAddress(DATA_BASE))
+        .unwrap();
+    d.kick(0);
+    thread::sleep(Duration::from_millis(50));
+    let start = std::time::Instant::now();
+    d.set_power_state(3);
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(RESET_DRAIN_TIMEOUT_MS));
+    assert!(waited < Duration::from_millis(delay), "bounded wait");
+    d.set_power_state(0);
+    assert_eq!(d.status(), 0);
+    // Past the moment the request would have completed: it never does.
+    let done_at = Duration::from_millis(delay + 200);
+    thread::sleep(done_at.saturating_sub(start.elapsed()));
+    assert_eq!(d.queues[0].used_idx(&d.mem), 0);
+    assert_eq!(d.status_byte(0), 0xff);
+    let mut data = [0u8; 512];
+    d.mem
+        .read_slice(&mut data, vm_memory::GuestAddress(DATA_BASE))
+        .unwrap();
+    assert_eq!(data, [0x5a; 512], "guest memory untouched");
+    let stats = d.bus.0.shared().stats.clone();
+    assert_eq!(stats.requests_abandoned.load(Ordering::SeqCst), 1);
+    assert_eq!(stats.requests_served.load(Ordering::SeqCst), 0);
+    assert_eq!(stats.pm_resets.load(Ordering::SeqCst), 1);
+}

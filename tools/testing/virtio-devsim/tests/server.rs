@@ -71,8 +71,21 @@ fn config_space_bytes() {
         // MSI-X: table size 3 (encoded 2), table BIR 1 @0, PBA BIR 1 @0x800
         (
             0xa4,
-            &[0x11, 0x00, 0x02, 0x00, 0x01, 0, 0, 0, 0x01, 0x08, 0, 0],
+            &[0x11, 0xb0, 0x02, 0x00, 0x01, 0, 0, 0, 0x01, 0x08, 0, 0],
         ),
+        // PCI Express: version 2, endpoint
+        (0xb0, &[0x10, 0xec, 0x02, 0x00]),
+        // Device Capabilities: role-based error reporting, FLR
+        (0xb4, &[0x00, 0x80, 0x00, 0x10]),
+        // Device Control 0x2810, Device Status 0
+        (0xb8, &[0x10, 0x28, 0x00, 0x00]),
+        // Link Capabilities and Status: 2.5 GT/s x1
+        (0xbc, &[0x11, 0x00, 0x00, 0x00]),
+        (0xc0, &[0x00, 0x00, 0x11, 0x00]),
+        (0xc4, &[0; 0x28]),
+        // power management: PMC version 3, PMCSR D0 with No_Soft_Reset clear
+        (0xec, &[0x01, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00]),
+        (0xf4, &[0; 12]),
     ];
     for (at, bytes) in expect {
         assert_eq!(
@@ -640,4 +653,226 @@ fn disconnect_abandons_delayed_requests() {
         "exit must not wait for every queued request"
     );
     assert!(srv.stat("requests_served") < 10);
+}
+
+/// Walks the capability chain; returns (offset, id) pairs.
+fn cap_chain(c: &[u8]) -> Vec<(u8, u8)> {
+    let mut out = Vec::new();
+    let mut at = c[0x34];
+    while at != 0 && out.len() < 48 {
+        out.push((at, c[at as usize]));
+        at = c[at as usize + 1];
+    }
+    out
+}
+
+/// Brings the device up with tracking on and queue 0 running; returns the
+/// bitmap length.
+fn busy_device(d: &mut Driver<SocketBus>) -> u64 {
+    d.bring_up(VERSION_1 | EVENT_IDX, 1, 64);
+    let bitmap_len = MEM_SIZE / 4096 / 8;
+    d.track_start(0, bitmap_len);
+    d.select_state(0);
+    assert_eq!(d.queue_status(), 1);
+    bitmap_len
+}
+
+/// Everything a reset clears, as seen from the registers.
+fn assert_reset(d: &mut Driver<SocketBus>) {
+    assert_eq!(d.status(), 0, "device_status");
+    d.bar_write(0x16, 2, 0);
+    assert_eq!(d.bar_read(0x1c, 2), 0, "queue_enable");
+    assert_eq!(d.bar_read(0x20, 8), 0, "queue_desc");
+    assert_eq!(
+        d.bar_read(DEVICE_STATE_OFFSET, 2),
+        0,
+        "device state queue_select"
+    );
+    assert_eq!(d.queue_status(), 0, "queue_status");
+    assert_eq!(d.track_read(0, 1), 0, "tracker enable");
+    assert_eq!(d.track_read(4, 4), 0, "tracker pasid");
+    assert_eq!(d.track_read(8, 8), BITMAP_BASE, "bitmap_addr is kept");
+    assert_eq!(d.power_state(), 0, "D0");
+}
+
+#[test]
+fn capability_chain_and_power_state() {
+    let srv = Server::spawn(&[]);
+    let mut d = srv.connect();
+    let c = d.config_space(256);
+    let ids: Vec<u8> = cap_chain(&c).iter().map(|&(_, id)| id).collect();
+    assert_eq!(ids, [9, 9, 9, 9, 9, 9, 0x11, 0x10, 0x01]);
+    assert_eq!(cap_chain(&c).last(), Some(&(CAP_PM_AT, PCI_CAP_ID_PM)));
+    let pmcsr = d.config_read(CAP_PM_AT as u64 + 4, 2) as u16;
+    assert_eq!(pmcsr & PM_NO_SOFT_RESET, 0, "No_Soft_Reset clear");
+    // D1/D2 are not supported: the write is discarded.
+    d.set_power_state(1);
+    assert_eq!(d.power_state(), 0);
+    d.set_power_state(3);
+    assert_eq!(d.power_state(), 3, "PMCSR reads the current state");
+    d.set_power_state(2);
+    assert_eq!(d.power_state(), 3);
+    d.set_power_state(0);
+    assert_eq!(d.power_state(), 0);
+}
+
+#[test]
+fn pm_d3hot_to_d0_resets_the_device() {
+    let mut srv = Server::spawn(&["--pasid", "--capacity-sectors", "64"]);
+    let mut d = srv.connect();
+    // PASID enabled, so that the tracker takes a pasid.
+    d.config_write(0x106, 2, 1);
+    busy_device(&mut d);
+    d.track_write(4, 4, 0x42);
+    assert_eq!(d.track_read(4, 4), 0x42);
+    // Command register: memory space and bus master.
+    d.config_write(0x04, 2, 0x0006);
+
+    d.set_power_state(3);
+    assert_eq!(d.power_state(), 3);
+    d.set_power_state(0);
+    assert_reset(&mut d);
+    assert_eq!(d.config_read(0x04, 2), 0, "command register reset");
+    assert_eq!(d.config_read(0x106, 2), 0, "PASID disabled");
+
+    // The function works again once re-initialised.
+    d.config_write(0x106, 2, 1);
+    d.queues.clear();
+    d.bring_up(VERSION_1, 1, 32);
+    d.push_request(0, 0, T_GET_ID, 0, &[(DATA_BASE, 20)]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    assert_eq!(d.status_byte(0), 0);
+    drop(d);
+    assert!(srv.wait(Duration::from_secs(10)).success());
+    assert_eq!(srv.stat("pm_resets"), 1);
+    assert_eq!(srv.stat("function_resets"), 1);
+    assert_eq!(srv.stat("flr_resets"), 0);
+}
+
+#[test]
+fn pm_reset_waits_for_in_flight_requests() {
+    let mut srv = Server::spawn(&["--request-delay-ms", "300", "--capacity-sectors", "64"]);
+    let pattern: Vec<u8> = (0..64 * 512).map(|i| (i * 13 % 241) as u8).collect();
+    std::fs::write(srv.backing(), &pattern).unwrap();
+    let mut d = srv.connect();
+    busy_device(&mut d);
+    d.push_request(0, 0, T_IN, 4, &[(DATA_BASE, 512)]);
+    d.push_request(0, 1, T_IN, 9, &[(DATA_BASE + 0x1000, 512)]);
+    d.kick(0);
+    // Let the worker fetch both; each takes 300 ms.
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(d.queues[0].used_idx(&d.mem) < 2, "still in flight");
+
+    d.set_power_state(3);
+    // Both requests completed before the write returned.
+    assert_eq!(d.queues[0].used_idx(&d.mem), 2);
+    for slot in 0..2 {
+        assert_eq!(d.status_byte(slot), 0);
+    }
+    let mut got = vec![0u8; 512];
+    d.mem
+        .read_slice(&mut got, GuestAddress(DATA_BASE + 0x1000))
+        .unwrap();
+    assert_eq!(&got[..], &pattern[9 * 512..10 * 512]);
+
+    // In D3hot nothing is fetched.
+    d.push_request(0, 2, T_IN, 0, &[(DATA_BASE + 0x2000, 512)]);
+    d.kick(0);
+    std::thread::sleep(Duration::from_millis(250));
+    assert_eq!(d.queues[0].used_idx(&d.mem), 2);
+
+    d.set_power_state(0);
+    assert_reset(&mut d);
+    // Nothing is written after the reset either.
+    let mut snapshot = vec![0u8; 0xc000];
+    d.mem
+        .read_slice(&mut snapshot, GuestAddress(d.queues[0].desc))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut now = vec![0u8; 0xc000];
+    d.mem
+        .read_slice(&mut now, GuestAddress(d.queues[0].desc))
+        .unwrap();
+    assert!(snapshot == now, "the rings changed after the reset");
+    assert_eq!(d.status_byte(2), 0xff);
+    drop(d);
+    assert!(srv.wait(Duration::from_secs(10)).success());
+    assert_eq!(srv.stat("requests_served"), 2);
+    assert_eq!(srv.stat("requests_abandoned"), 0);
+    assert_eq!(srv.stat("pm_resets"), 1);
+}
+
+#[test]
+fn flr_resets_the_device_after_in_flight_requests() {
+    let mut srv = Server::spawn(&["--request-delay-ms", "400", "--capacity-sectors", "64"]);
+    let mut d = srv.connect();
+    let devcap = d.config_read(CAP_PCIE_AT as u64 + 4, 4) as u32;
+    assert_ne!(devcap & PCIE_DEVCAP_FLR, 0, "FLR advertised");
+    busy_device(&mut d);
+    // Max payload 256 bytes, extended tags.
+    let devctl = CAP_PCIE_AT as u64 + 8;
+    d.config_write(devctl, 2, PCIE_DEVCTL_DEFAULT as u64 | 0x0120);
+    d.push_request(0, 0, T_FLUSH, 0, &[]);
+    d.kick(0);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(d.queues[0].used_idx(&d.mem), 0, "still in flight");
+
+    d.initiate_flr();
+    assert_eq!(
+        d.queues[0].used_idx(&d.mem),
+        1,
+        "completed before the reset"
+    );
+    assert_eq!(d.status_byte(0), 0);
+    assert_reset(&mut d);
+    assert_eq!(
+        d.config_read(devctl, 2),
+        PCIE_DEVCTL_DEFAULT as u64,
+        "Device Control back to its default, Initiate FLR reads 0"
+    );
+    drop(d);
+    assert!(srv.wait(Duration::from_secs(10)).success());
+    assert_eq!(srv.stat("flr_resets"), 1);
+    assert_eq!(srv.stat("pm_resets"), 0);
+    assert_eq!(srv.stat("requests_abandoned"), 0);
+}
+
+#[test]
+fn client_reset_waits_for_in_flight_requests() {
+    let srv = Server::spawn(&["--request-delay-ms", "400"]);
+    let mut d = srv.connect();
+    busy_device(&mut d);
+    d.push_request(0, 0, T_FLUSH, 0, &[]);
+    d.kick(0);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(d.queues[0].used_idx(&d.mem), 0, "still in flight");
+    let SocketBus(client) = &mut d.bus;
+    client.reset().unwrap();
+    assert_eq!(d.queues[0].used_idx(&d.mem), 1);
+    assert_reset(&mut d);
+}
+
+#[test]
+fn fault_no_reset() {
+    let mut srv = Server::spawn(&["--fault-no-reset"]);
+    let mut d = srv.connect();
+    let c = d.config_space(256);
+    let chain = cap_chain(&c);
+    assert_eq!(chain.last(), Some(&(CAP_PCIE_AT, PCI_CAP_ID_EXP)));
+    assert!(chain.iter().all(|&(_, id)| id != PCI_CAP_ID_PM));
+    let at = CAP_PCIE_AT as usize;
+    let devcap = u32::from_le_bytes(c[at + 4..at + 8].try_into().unwrap());
+    assert_eq!(devcap & PCIE_DEVCAP_FLR, 0, "no FLR");
+    busy_device(&mut d);
+    // Neither write resets anything.
+    d.initiate_flr();
+    d.config_write(CAP_PM_AT as u64 + 4, 2, 3);
+    d.config_write(CAP_PM_AT as u64 + 4, 2, 0);
+    assert_eq!(d.status(), 1 | 2 | 4 | 8);
+    assert_eq!(d.queue_status(), 1);
+    assert_eq!(d.track_read(0, 1), 1);
+    drop(d);
+    assert!(srv.wait(Duration::from_secs(10)).success());
+    assert_eq!(srv.stat("function_resets"), 0);
 }

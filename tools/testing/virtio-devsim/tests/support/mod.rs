@@ -254,6 +254,35 @@ impl<B: Bus> Driver<B> {
         b
     }
 
+    pub fn config_read(&mut self, offset: u64, len: usize) -> u64 {
+        let mut b = [0u8; 8];
+        self.bus.read(7, offset, &mut b[..len]);
+        u64::from_le_bytes(b)
+    }
+
+    pub fn config_write(&mut self, offset: u64, len: usize, v: u64) {
+        self.bus.write(7, offset, &v.to_le_bytes()[..len]);
+    }
+
+    /// The power state in PMCSR.
+    pub fn power_state(&mut self) -> u8 {
+        self.config_read(CAP_PM_AT as u64 + 4, 2) as u8 & 3
+    }
+
+    /// Writes the power state, as the kernel does: read-modify-write of PMCSR.
+    pub fn set_power_state(&mut self, state: u8) {
+        let at = CAP_PM_AT as u64 + 4;
+        let csr = self.config_read(at, 2) & !3;
+        self.config_write(at, 2, csr | state as u64);
+    }
+
+    /// Sets Initiate FLR in Device Control, as the kernel does.
+    pub fn initiate_flr(&mut self) {
+        let at = CAP_PCIE_AT as u64 + 8;
+        let ctl = self.config_read(at, 2);
+        self.config_write(at, 2, ctl | 0x8000);
+    }
+
     pub fn status(&mut self) -> u8 {
         self.bar_read(COMMON_CFG_OFFSET + 0x14, 1) as u8
     }
