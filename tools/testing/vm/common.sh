@@ -9,6 +9,10 @@ SRC_TOP=$(cd "$VM_DIR/../../.." && pwd)
 CACHE_DIR=${VVM_CACHE:-/var/cache/virtio-vfio-mig}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
+# Host cargo builds share one target directory in the cache, so a fresh checkout reuses them.
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$CACHE_DIR/build/cargo-target}
+DEVSIM_BIN=$CARGO_TARGET_DIR/release/virtio-devsim
+
 die() {
 	echo "error: $*" >&2
 	exit 1

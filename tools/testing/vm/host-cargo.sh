@@ -8,4 +8,5 @@ if ! command -v cargo >/dev/null; then
 fi
 command -v cargo >/dev/null ||
 	die "cargo not found: install a Rust toolchain (rustup, or Debian's cargo) on the host"
+export CARGO_TARGET_DIR
 exec cargo "$@"

@@ -11,7 +11,6 @@
 source "$(dirname "$0")/common.sh"
 
 KOUT=$CACHE_DIR/build/kout
-DEVSIM_BIN=$SRC_TOP/tools/testing/virtio-devsim/target/release/virtio-devsim
 RUN_DIR=/run/virtio-devsim
 MEMORY=2G
 DEVICES=2
@@ -47,7 +46,8 @@ for i in $(seq 0 $((DEVICES - 1))); do
 		--serial "devsim$i" --stats-file "$RUN_DIR/devsim$i.stats" \
 		>"$RUN_DIR/devsim$i.log" 2>&1 &
 	pids+=($!)
-	qemu_opts+=" -device {\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$RUN_DIR/devsim$i.sock\",\"type\":\"unix\"},\"rombar\":0}"
+	# vng splits these options like a shell: single quotes keep the JSON's double quotes.
+	qemu_opts+=" -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$RUN_DIR/devsim$i.sock\",\"type\":\"unix\"},\"rombar\":0}'"
 done
 for i in $(seq 0 $((DEVICES - 1))); do
 	for _ in $(seq 100); do
@@ -67,8 +67,8 @@ else
 	append+=(--append "vfio.enable_unsafe_noiommu_mode=1")
 fi
 
-vng=(vng --run "$KOUT" --disable-kvm --disable-microvm --cpus 2 --memory "$MEMORY"
-	--rwdir "$CACHE_DIR/build" "${append[@]}" --qemu-opts "$qemu_opts")
+vng=(vng ${VNG_VERBOSE:+--verbose} --run "$KOUT" --disable-kvm --disable-microvm --cpus 2 --memory "$MEMORY"
+	"${append[@]}" --qemu-opts="$qemu_opts")
 if [ $interactive = 1 ]; then
 	"${vng[@]}"
 	exit

@@ -4,7 +4,7 @@
 
 mod driver;
 
-kernel::module_pci_driver! {
+kernel::module_vfio_pci_driver! {
     type: driver::VirtioVfioMig,
     name: "virtio_vfio_mig",
     authors: ["The virtio-vfio-mig authors"],
