@@ -13,10 +13,15 @@
 
 use crate::{
     device,
-    io::Io,
+    io::{
+        Io,
+        Mmio,
+        Region, //
+    },
     pci,
     prelude::*, //
 };
+use virtio_pci_caps as regs;
 
 #[path = "../../virtio_mig_core/src/virtio_pci_caps.rs"]
 pub mod virtio_pci_caps;
@@ -92,6 +97,201 @@ impl Capabilities {
     /// Size of `bar` when the capabilities were walked, 0 for an absent BAR.
     pub fn bar_size(&self, bar: u8) -> u64 {
         self.bar_sizes.get(usize::from(bar)).copied().unwrap_or(0)
+    }
+}
+
+/// The registers of one virtio structure inside a mapped BAR.
+///
+/// Every access is checked against the structure's validated length and against the BAR
+/// mapping, so a wrong offset is an error, never an access to a neighbouring structure.
+pub struct CapWindow<'a> {
+    io: Mmio<'a, Region>,
+    region: CapRegion,
+}
+
+macro_rules! window_accessors {
+    ($($read:ident, $try_read:ident, $write:ident, $try_write:ident, $ty:ty;)*) => {$(
+        #[doc = concat!("Reads the `", stringify!($ty), "` register at `off` in the structure.")]
+        pub fn $read(&self, off: u16) -> Result<$ty> {
+            self.io.$try_read(self.offset(off, size_of::<$ty>())?)
+        }
+
+        #[doc = concat!("Writes the `", stringify!($ty), "` register at `off` in the structure.")]
+        pub fn $write(&self, off: u16, value: $ty) -> Result {
+            self.io.$try_write(value, self.offset(off, size_of::<$ty>())?)
+        }
+    )*};
+}
+
+impl<'a> CapWindow<'a> {
+    /// The window of `region` in `io`, the mapping of BAR `region.bar`.
+    pub fn new(io: Mmio<'a, Region>, region: CapRegion) -> Self {
+        Self { io, region }
+    }
+
+    fn offset(&self, off: u16, width: usize) -> Result<usize> {
+        // `width` is at most 8: the cast cannot truncate.
+        if !self.region.contains(u32::from(off), width as u32) {
+            return Err(EINVAL);
+        }
+        Ok(self.region.offset as usize + usize::from(off))
+    }
+
+    /// Length of the structure in bytes.
+    pub fn len(&self) -> u32 {
+        self.region.length
+    }
+
+    /// Whether the structure is empty.
+    pub fn is_empty(&self) -> bool {
+        self.region.length == 0
+    }
+
+    window_accessors! {
+        read8, try_read8, write8, try_write8, u8;
+        read16, try_read16, write16, try_write16, u16;
+        read32, try_read32, write32, try_write32, u32;
+    }
+
+    /// Reads a 64-bit register as two 32-bit halves, low first (virtio allows 32-bit access).
+    pub fn read64(&self, off: u16) -> Result<u64> {
+        let lo = self.read32(off)?;
+        let hi = self.read32(off.checked_add(4).ok_or(EINVAL)?)?;
+        Ok(u64::from(hi) << 32 | u64::from(lo))
+    }
+
+    /// Writes a 64-bit register as two 32-bit halves, low first.
+    pub fn write64(&self, off: u16, value: u64) -> Result {
+        self.write32(off, value as u32)?;
+        self.write32(off.checked_add(4).ok_or(EINVAL)?, (value >> 32) as u32)
+    }
+}
+
+/// The common configuration structure (`struct virtio_pci_common_cfg`).
+pub struct CommonCfg<'a>(CapWindow<'a>);
+
+impl<'a> CommonCfg<'a> {
+    /// The common configuration in `window`.
+    pub fn new(window: CapWindow<'a>) -> Self {
+        Self(window)
+    }
+
+    /// All 64 feature bits the device offers.
+    pub fn device_features(&self) -> Result<u64> {
+        self.0.write32(regs::COMMON_DEVICE_FEATURE_SELECT, 0)?;
+        let lo = self.0.read32(regs::COMMON_DEVICE_FEATURE)?;
+        self.0.write32(regs::COMMON_DEVICE_FEATURE_SELECT, 1)?;
+        let hi = self.0.read32(regs::COMMON_DEVICE_FEATURE)?;
+        Ok(u64::from(hi) << 32 | u64::from(lo))
+    }
+
+    /// All 64 feature bits the driver accepted.
+    pub fn driver_features(&self) -> Result<u64> {
+        self.0.write32(regs::COMMON_DRIVER_FEATURE_SELECT, 0)?;
+        let lo = self.0.read32(regs::COMMON_DRIVER_FEATURE)?;
+        self.0.write32(regs::COMMON_DRIVER_FEATURE_SELECT, 1)?;
+        let hi = self.0.read32(regs::COMMON_DRIVER_FEATURE)?;
+        Ok(u64::from(hi) << 32 | u64::from(lo))
+    }
+
+    /// Accepts `features`.
+    pub fn set_driver_features(&self, features: u64) -> Result {
+        self.0.write32(regs::COMMON_DRIVER_FEATURE_SELECT, 0)?;
+        self.0.write32(regs::COMMON_DRIVER_FEATURE, features as u32)?;
+        self.0.write32(regs::COMMON_DRIVER_FEATURE_SELECT, 1)?;
+        self.0.write32(regs::COMMON_DRIVER_FEATURE, (features >> 32) as u32)
+    }
+
+    /// `config_msix_vector`.
+    pub fn config_msix_vector(&self) -> Result<u16> {
+        self.0.read16(regs::COMMON_CONFIG_MSIX_VECTOR)
+    }
+
+    /// Sets `config_msix_vector`.
+    pub fn set_config_msix_vector(&self, vector: u16) -> Result {
+        self.0.write16(regs::COMMON_CONFIG_MSIX_VECTOR, vector)
+    }
+
+    /// `num_queues`.
+    pub fn num_queues(&self) -> Result<u16> {
+        self.0.read16(regs::COMMON_NUM_QUEUES)
+    }
+
+    /// `device_status`.
+    pub fn device_status(&self) -> Result<u8> {
+        self.0.read8(regs::COMMON_DEVICE_STATUS)
+    }
+
+    /// Writes `device_status` (0 resets the device).
+    pub fn set_device_status(&self, status: u8) -> Result {
+        self.0.write8(regs::COMMON_DEVICE_STATUS, status)
+    }
+
+    /// `config_generation`.
+    pub fn config_generation(&self) -> Result<u8> {
+        self.0.read8(regs::COMMON_CONFIG_GENERATION)
+    }
+
+    /// Selects the queue the `queue_*` registers refer to.
+    pub fn select_queue(&self, index: u16) -> Result {
+        self.0.write16(regs::COMMON_QUEUE_SELECT, index)
+    }
+
+    /// Reads a 16-bit `queue_*` register of the selected queue (`COMMON_QUEUE_SIZE`, …).
+    pub fn queue_reg16(&self, off: u16) -> Result<u16> {
+        self.0.read16(off)
+    }
+
+    /// Writes a 16-bit `queue_*` register of the selected queue.
+    pub fn set_queue_reg16(&self, off: u16, value: u16) -> Result {
+        self.0.write16(off, value)
+    }
+
+    /// Reads a 64-bit queue address (`COMMON_QUEUE_DESC`, `_DRIVER`, `_DEVICE`).
+    pub fn queue_addr(&self, off: u16) -> Result<u64> {
+        self.0.read64(off)
+    }
+
+    /// Writes a 64-bit queue address.
+    pub fn set_queue_addr(&self, off: u16, addr: u64) -> Result {
+        self.0.write64(off, addr)
+    }
+}
+
+/// The device state structure (`VIRTIO_PCI_CAP_DEVICE_STATE_CFG`): per-queue stop/resume and
+/// the ring position.
+pub struct DeviceStateCfg<'a>(CapWindow<'a>);
+
+impl<'a> DeviceStateCfg<'a> {
+    /// The device state structure in `window`.
+    pub fn new(window: CapWindow<'a>) -> Self {
+        Self(window)
+    }
+
+    /// Selects the queue the other registers refer to.
+    pub fn select_queue(&self, index: u16) -> Result {
+        self.0.write16(regs::STATE_QUEUE_SELECT, index)
+    }
+
+    /// `queue_status` of the selected queue: 1 running, 0 stopped.
+    pub fn queue_status(&self) -> Result<u8> {
+        self.0.read8(regs::STATE_QUEUE_STATUS)
+    }
+
+    /// Writes `queue_status`: 0 asks the device to stop the queue (it reads 0 once every
+    /// in-flight request completed), 1 resumes it from `last_avail_idx`.
+    pub fn set_queue_status(&self, status: u8) -> Result {
+        self.0.write8(regs::STATE_QUEUE_STATUS, status)
+    }
+
+    /// `last_avail_idx` of the selected queue; only meaningful while the queue is stopped.
+    pub fn last_avail_idx(&self) -> Result<u16> {
+        self.0.read16(regs::STATE_LAST_AVAIL_IDX)
+    }
+
+    /// Sets `last_avail_idx` of the selected, stopped queue.
+    pub fn set_last_avail_idx(&self, idx: u16) -> Result {
+        self.0.write16(regs::STATE_LAST_AVAIL_IDX, idx)
     }
 }
 

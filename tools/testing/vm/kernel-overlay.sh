@@ -7,12 +7,15 @@ source "$(dirname "$0")/common.sh"
 need_host_tool rsync
 KSRC=$CACHE_DIR/build/linux
 if [ "${TOOLCHAIN:-root}" = host ]; then
-	tarball=/usr/src/linux-source-7.3.tar.xz
+	root=/
 else
-	tarball=$("$VM_DIR/toolchain.sh")/usr/src/linux-source-7.3.tar.xz
+	root=$("$VM_DIR/toolchain.sh")
 fi
+tarball=$root/usr/src/linux-source-7.3.tar.xz
 [ -e "$tarball" ] || die "$tarball missing"
-stamp=$KSRC/.extracted-$(stat -c %s-%Y "$tarball")
+# Keyed by the package version, so a rebuilt toolchain root with the same source keeps the tree.
+version=$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Version}' linux-source-7.3)
+stamp=$KSRC/.extracted-$version
 
 if [ ! -e "$stamp" ]; then
 	echo "extracting $(basename "$tarball")" >&2

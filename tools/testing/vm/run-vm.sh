@@ -68,7 +68,7 @@ else
 fi
 
 vng=(vng ${VNG_VERBOSE:+--verbose} --run "$KOUT" --disable-kvm --disable-microvm --cpus 2 --memory "$MEMORY"
-	"${append[@]}" --qemu-opts="$qemu_opts")
+	--rwdir="$CACHE_DIR/build=$CACHE_DIR/build" "${append[@]}" --qemu-opts="$qemu_opts")
 if [ $interactive = 1 ]; then
 	"${vng[@]}"
 	exit
