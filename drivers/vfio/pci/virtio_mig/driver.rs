@@ -15,6 +15,7 @@ use kernel::{
             State, //
         },
         pci::{
+            CoreDevice,
             Driver,
             Opened, //
         },
@@ -22,13 +23,57 @@ use kernel::{
     virtio::pci::Capabilities, //
 };
 
-/// First and last device ID of modern (virtio 1.0) virtio-pci functions: 0x1040 + device type.
-const MODERN_DEVICE_IDS: core::ops::RangeInclusive<u16> = 0x1040..=0x107f;
+use crate::{
+    migration::Migration,
+    snapshot::MODERN_DEVICE_ID_BASE, //
+};
+
+/// Last device ID of modern (virtio 1.0) virtio-pci functions.
+const MODERN_DEVICE_ID_LAST: u16 = 0x107f;
 
 /// Per-function state of the driver.
+#[pin_data]
 pub(crate) struct VirtioVfioMig {
     /// The validated virtio structures, found once at probe.
     caps: Capabilities,
+    /// Migration through the device state capability (flags 0 without it).
+    #[pin]
+    migration: Migration,
+}
+
+impl VirtioVfioMig {
+    /// The validated virtio structures.
+    pub(crate) fn caps(&self) -> &Capabilities {
+        &self.caps
+    }
+}
+
+/// Checks that `pdev` is a modern virtio-pci function and finds its capabilities.
+fn discover(pdev: &pci::Device<Core<'_>>) -> Result<Capabilities> {
+    let device_id = pdev.device_id();
+    if !(MODERN_DEVICE_ID_BASE..=MODERN_DEVICE_ID_LAST).contains(&device_id) {
+        dev_err!(pdev, "not a modern virtio-pci function\n");
+        return Err(ENODEV);
+    }
+    let caps = Capabilities::discover(pdev)?;
+    let found = caps.caps();
+    dev_info!(
+        pdev,
+        "virtio device type {}: memory-track {}, device-state {}\n",
+        device_id - MODERN_DEVICE_ID_BASE,
+        if found.memory_track.is_some() { "present" } else { "absent" },
+        if found.device_state.is_some() { "present" } else { "absent" },
+    );
+    Ok(caps)
+}
+
+/// Migration needs the device state capability; with it the device supports every state.
+fn migration_flags(caps: &Capabilities) -> u32 {
+    if caps.caps().device_state.is_some() {
+        migration::FLAG_STOP_COPY | migration::FLAG_P2P | migration::FLAG_PRE_COPY
+    } else {
+        0
+    }
 }
 
 kernel::pci_device_table!(
@@ -52,47 +97,40 @@ impl Driver for VirtioVfioMig {
         pdev: &pci::Device<Core<'_>>,
         _info: Option<&Self::IdInfo>,
     ) -> impl PinInit<Self, Error> {
-        if !MODERN_DEVICE_IDS.contains(&pdev.device_id()) {
-            dev_err!(pdev, "not a modern virtio-pci function\n");
-            return Err(ENODEV);
-        }
-        let caps = Capabilities::discover(pdev)?;
-        let found = caps.caps();
-        dev_info!(
-            pdev,
-            "virtio device type {}: memory-track {}, device-state {}\n",
-            pdev.device_id() - MODERN_DEVICE_IDS.start(),
-            if found.memory_track.is_some() { "present" } else { "absent" },
-            if found.device_state.is_some() { "present" } else { "absent" },
-        );
-        Ok(Self { caps })
+        try_pin_init!(Self {
+            caps: discover(pdev)?,
+            migration <- Migration::new(migration_flags(caps)),
+        })
     }
 
     fn migration_flags(&self) -> u32 {
-        if self.caps.caps().device_state.is_some() {
-            migration::FLAG_STOP_COPY | migration::FLAG_P2P | migration::FLAG_PRE_COPY
-        } else {
-            0
+        self.migration.flags()
+    }
+
+    fn open_device(dev: &Opened<'_, Self>) -> Result {
+        if dev.migration.flags() != 0 {
+            dev.migration.open(dev)?;
         }
+        Ok(())
     }
 
-    fn dirty_logging(&self) -> bool {
-        self.caps.caps().memory_track.is_some()
+    fn close_device(dev: &Opened<'_, Self>) {
+        dev.migration.close();
     }
 
-    fn migration_set_state(
-        dev: &Opened<'_, Self>,
-        new: State,
-    ) -> Result<Option<ARef<File>>> {
-        dev_dbg!(dev.device().pdev(), "migration to {:?} not implemented yet\n", new);
-        Err(EOPNOTSUPP)
+    fn reset_done(dev: &CoreDevice<Self>) {
+        dev.migration.reset_done();
     }
 
-    fn migration_get_state(_dev: &Opened<'_, Self>) -> Result<State> {
-        Ok(State::Running)
+    fn migration_set_state(dev: &Opened<'_, Self>, new: State) -> Result<Option<ARef<File>>> {
+        dev.migration.set_state(dev, new)
     }
 
-    fn migration_get_data_size(_dev: &Opened<'_, Self>) -> Result<usize> {
-        Err(EOPNOTSUPP)
+    fn migration_get_state(dev: &Opened<'_, Self>) -> Result<State> {
+        Ok(dev.migration.get_state())
+    }
+
+    fn migration_get_data_size(dev: &Opened<'_, Self>) -> Result<usize> {
+        dev.migration.data_size()
     }
 }

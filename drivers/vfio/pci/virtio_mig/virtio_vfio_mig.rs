@@ -2,7 +2,13 @@
 
 //! VFIO variant driver with live migration for modern virtio-pci functions.
 
+mod data_file;
 mod driver;
+mod mig_core;
+mod migration;
+mod queues;
+mod regs;
+mod snapshot;
 
 kernel::module_vfio_pci_driver! {
     type: driver::VirtioVfioMig,
@@ -10,4 +16,10 @@ kernel::module_vfio_pci_driver! {
     authors: ["The virtio-vfio-mig authors"],
     description: "VFIO variant driver with live migration for virtio-pci devices",
     license: "GPL v2",
+    params: {
+        stop_timeout_ms: u32 {
+            default: 3000,
+            description: "Longest wait, in ms, for the device to stop a queue or reset",
+        },
+    },
 }

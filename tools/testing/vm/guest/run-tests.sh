@@ -13,10 +13,24 @@ kunit_results() {
 bind_tests() {
 	modprobe "$DRIVER" || { echo "not ok 1 modprobe $DRIVER"; return 1; }
 	"$SELFTESTS/virtio_mig_bind_test" 2
-	local rc=$?
-	modprobe -r "$DRIVER" || { echo "not ok 99 modprobe -r $DRIVER"; return 1; }
+}
+
+# A userspace virtio-blk driver through VFIO, on each device (bound by the test above).
+blk_tests() {
+	local bdf rc=0
+	echo 8 >/proc/sys/vm/nr_hugepages
+	for bdf in $(devsim_devices); do
+		"$SELFTESTS/vfio_virtio_blk_test" "$bdf" 2>&1 || rc=1
+	done
 	return $rc
+}
+
+unload() {
+	modprobe -r "$DRIVER" && echo "ok 1 modprobe -r $DRIVER" ||
+		{ echo "not ok 1 modprobe -r $DRIVER"; return 1; }
 }
 
 run_suite kunit-virtio-pci-caps kunit_results
 run_suite kselftest-virtio-mig-bind bind_tests
+run_suite kselftest-vfio-virtio-blk blk_tests
+run_suite module-unload unload

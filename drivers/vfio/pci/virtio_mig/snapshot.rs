@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Reading the device state into a stream frame, and programming a validated frame into the
+//! device.
+
+use kernel::{
+    pci,
+    prelude::*,
+    virtio::pci::virtio_pci_caps as caps,
+};
+
+use crate::{
+    mig_core::mig_stream::{
+        self,
+        DeviceIdentity,
+        DriverState,
+        Frame,
+        QueueState,
+        SavedState,
+        MAX_DEVICE_CONFIG_LEN, //
+    },
+    queues::{
+        self,
+        QueueSet, //
+    },
+    regs::Regs,
+};
+
+/// Virtio device IDs of modern functions start here (0x1040 + device type).
+pub(crate) const MODERN_DEVICE_ID_BASE: u16 = 0x1040;
+
+/// Who the device is and what it offers, read after `vfio_pci_core` reset it at open (queue
+/// sizes then read as the device's maxima).
+pub(crate) fn identity(pdev: &pci::Device<kernel::device::Bound>, regs: &Regs<'_>) -> Result<DeviceIdentity> {
+    let num_queues = queues::num_queues(regs)?;
+    let mut max_queue_size = 0;
+    for q in 0..num_queues {
+        regs.common.select_queue(q)?;
+        max_queue_size = max_queue_size.max(regs.common.queue_reg16(caps::COMMON_QUEUE_SIZE)?);
+    }
+    let config_len = regs.device.len().min(MAX_DEVICE_CONFIG_LEN as u32);
+    Ok(DeviceIdentity {
+        device_type: u32::from(pdev.device_id().saturating_sub(MODERN_DEVICE_ID_BASE)),
+        vendor_id: pdev.vendor_id().as_raw(),
+        device_id: pdev.device_id(),
+        subsystem_vendor_id: pdev.subsystem_vendor_id(),
+        subsystem_id: pdev.subsystem_device_id(),
+        device_features: regs.common.device_features()?,
+        num_queues,
+        max_queue_size,
+        device_config_len: config_len,
+    })
+}
+
+/// Encodes the complete state of the quiesced device as a final frame appended to `out`.
+pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8>) -> Result {
+    let mut queue_states = KVec::with_capacity(usize::from(identity.num_queues), GFP_KERNEL)?;
+    for q in 0..identity.num_queues {
+        regs.common.select_queue(q)?;
+        let enable = regs.common.queue_reg16(caps::COMMON_QUEUE_ENABLE)?;
+        let last_avail_idx = if enable != 0 {
+            // The queue is stopped: its position is stable and may be read.
+            regs.state.select_queue(q)?;
+            regs.state.last_avail_idx()?
+        } else {
+            0
+        };
+        queue_states.push(
+            QueueState {
+                index: q,
+                size: regs.common.queue_reg16(caps::COMMON_QUEUE_SIZE)?,
+                enable,
+                msix_vector: regs.common.queue_reg16(caps::COMMON_QUEUE_MSIX_VECTOR)?,
+                notify_off: regs.common.queue_reg16(caps::COMMON_QUEUE_NOTIFY_OFF)?,
+                last_avail_idx,
+                desc_addr: regs.common.queue_addr(caps::COMMON_QUEUE_DESC)?,
+                driver_addr: regs.common.queue_addr(caps::COMMON_QUEUE_DRIVER)?,
+                device_addr: regs.common.queue_addr(caps::COMMON_QUEUE_DEVICE)?,
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    let mut config = KVec::with_capacity(identity.device_config_len as usize, GFP_KERNEL)?;
+    for off in 0..identity.device_config_len {
+        config.push(regs.device.read8(u16::try_from(off)?)?, GFP_KERNEL)?;
+    }
+    let state = SavedState {
+        identity: *identity,
+        driver: DriverState {
+            driver_features: regs.common.driver_features()?,
+            device_status: regs.common.device_status()?,
+            config_generation: regs.common.config_generation()?,
+        },
+        config_msix_vector: regs.common.config_msix_vector()?,
+        queues: &queue_states,
+        device_config: &config,
+    };
+    let len = mig_stream::final_frame_len(queue_states.len(), config.len());
+    let start = out.len();
+    out.extend_with(len, 0, GFP_KERNEL)?;
+    match mig_stream::encode_final(&mut out[start..], &state) {
+        Ok(written) if written == len => Ok(()),
+        _ => {
+            out.truncate(start);
+            Err(EINVAL)
+        }
+    }
+}
+
+/// Programs the validated final `frame` into the device, leaving every enabled queue stopped at
+/// its saved position, and returns those queues (to resume on the way to RUNNING).
+pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout_ms: u32) -> Result<QueueSet> {
+    let driver = frame.driver.ok_or(EINVAL)?;
+    let status = driver.device_status;
+    // Start from a reset device: it forgets any queue and feature state it had.
+    regs.common.set_device_status(0)?;
+    regs.common.set_device_status(
+        status & (caps::VIRTIO_STATUS_ACKNOWLEDGE | caps::VIRTIO_STATUS_DRIVER),
+    )?;
+    regs.common.set_driver_features(driver.driver_features)?;
+    if status & caps::VIRTIO_STATUS_FEATURES_OK != 0 {
+        let partial = status & !caps::VIRTIO_STATUS_DRIVER_OK;
+        regs.common.set_device_status(partial)?;
+        if regs.common.device_status()? & caps::VIRTIO_STATUS_FEATURES_OK == 0 {
+            return Err(EIO);
+        }
+    }
+    if let Some(vector) = frame.config_msix_vector {
+        regs.common.set_config_msix_vector(vector)?;
+    }
+    let mut restored = QueueSet::default();
+    for q in frame.queues() {
+        regs.common.select_queue(q.index)?;
+        regs.common.set_queue_reg16(caps::COMMON_QUEUE_SIZE, q.size)?;
+        regs.common.set_queue_reg16(caps::COMMON_QUEUE_MSIX_VECTOR, q.msix_vector)?;
+        regs.common.set_queue_addr(caps::COMMON_QUEUE_DESC, q.desc_addr)?;
+        regs.common.set_queue_addr(caps::COMMON_QUEUE_DRIVER, q.driver_addr)?;
+        regs.common.set_queue_addr(caps::COMMON_QUEUE_DEVICE, q.device_addr)?;
+        if q.enable == 0 {
+            continue;
+        }
+        regs.common.set_queue_reg16(caps::COMMON_QUEUE_ENABLE, 1)?;
+        restored.insert(q.index);
+    }
+    // Enabling a queue starts it: stop each again before placing it at its saved position.
+    let stopped = queues::quiesce(regs, timeout_ms)?;
+    for q in frame.queues().filter(|q| restored.contains(q.index)) {
+        if !stopped.contains(q.index) {
+            return Err(EIO);
+        }
+        regs.state.select_queue(q.index)?;
+        regs.state.set_last_avail_idx(q.last_avail_idx)?;
+        if regs.state.last_avail_idx()? != q.last_avail_idx {
+            return Err(EIO);
+        }
+    }
+    // The queues stay stopped until RUNNING, so DRIVER_OK starts nothing yet.
+    regs.common.set_device_status(status)?;
+    Ok(restored)
+}
