@@ -47,7 +47,10 @@ impl vfio::pci::Driver for SampleVariant {
         _info: Option<&Self::IdInfo>,
     ) -> impl PinInit<Self, Error> {
         let bar0_len = pdev.resource_len(0)?;
-        dev_info!(pdev, "offering the device through VFIO (BAR0: {bar0_len} bytes)\n");
+        dev_info!(
+            pdev,
+            "offering the device through VFIO (BAR0: {bar0_len} bytes)\n"
+        );
         Ok(Self { bar0_len })
     }
 
@@ -56,7 +59,11 @@ impl vfio::pci::Driver for SampleVariant {
         dev_dbg!(dev.device().pdev(), "first user opened the device\n");
         // pci-testdev's BAR0 holds a hit counter at 0xc.
         let count = dev.bar(0)?.try_read32(0xc)?;
-        dev_dbg!(dev.device().pdev(), "BAR0 ({} bytes) count {count}\n", dev.bar0_len);
+        dev_dbg!(
+            dev.device().pdev(),
+            "BAR0 ({} bytes) count {count}\n",
+            dev.bar0_len
+        );
         Ok(())
     }
 }

@@ -106,8 +106,16 @@ impl<T: DataFile> FileVTable<T> {
     const VTABLE: bindings::file_operations = bindings::file_operations {
         owner: this_module::<T::OwnerModule>().as_ptr(),
         read: if T::HAS_READ { Some(Self::read) } else { None },
-        write: if T::HAS_WRITE { Some(Self::write) } else { None },
-        unlocked_ioctl: if T::HAS_IOCTL { Some(Self::ioctl) } else { None },
+        write: if T::HAS_WRITE {
+            Some(Self::write)
+        } else {
+            None
+        },
+        unlocked_ioctl: if T::HAS_IOCTL {
+            Some(Self::ioctl)
+        } else {
+            None
+        },
         #[cfg(CONFIG_COMPAT)]
         compat_ioctl: if T::HAS_IOCTL {
             bindings::compat_ptr_ioctl
@@ -167,9 +175,7 @@ impl<T: DataFile> FileVTable<T> {
     unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
         // SAFETY: Per the safety requirements.
         let this = unsafe { Self::data(file) };
-        from_result(|| {
-            T::ioctl(this, cmd, UserPtr::from_addr(arg as usize)).map(|n| n as c_long)
-        })
+        from_result(|| T::ioctl(this, cmd, UserPtr::from_addr(arg)).map(|n| n as c_long))
     }
 
     /// # Safety
@@ -177,7 +183,9 @@ impl<T: DataFile> FileVTable<T> {
     /// Called by the VFS once, when the last reference to a file made by [`create`] goes.
     unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
         // SAFETY: `private_data` came from `into_foreign` in `create`; this is the last use.
-        drop(unsafe { <Pin<KBox<T>> as ForeignOwnable>::from_foreign((*file).private_data.cast()) });
+        drop(unsafe {
+            <Pin<KBox<T>> as ForeignOwnable>::from_foreign((*file).private_data.cast())
+        });
         0
     }
 }

@@ -57,7 +57,7 @@ impl IovaRanges<'_> {
     /// The ranges in ascending order.
     pub fn iter(&self) -> IovaRangeIter<'_> {
         // SAFETY: By the type invariants `root` is a valid interval tree.
-        let first = unsafe { bindings::interval_tree_iter_first(self.root, 0, u64::MAX as _) };
+        let first = unsafe { bindings::interval_tree_iter_first(self.root, 0, usize::MAX) };
         IovaRangeIter {
             node: first,
             _p: PhantomData,
@@ -81,7 +81,7 @@ impl Iterator for IovaRangeIter<'_> {
         // SAFETY: `node` is a node of the tree borrowed for `'a`, which is not modified.
         let (start, last) = unsafe { ((*self.node).start, (*self.node).last) };
         // SAFETY: As above; the iteration bounds cover every node.
-        self.node = unsafe { bindings::interval_tree_iter_next(self.node, 0, u64::MAX as _) };
+        self.node = unsafe { bindings::interval_tree_iter_next(self.node, 0, usize::MAX) };
         Some(IovaRange {
             start: start as u64,
             last: last as u64,
@@ -122,6 +122,6 @@ impl IovaBitmap<'_> {
             return;
         }
         // SAFETY: By the type invariants `ptr` is a valid bitmap lent to us exclusively.
-        unsafe { bindings::iova_bitmap_set(self.ptr, iova as _, length as _) };
+        unsafe { bindings::iova_bitmap_set(self.ptr, iova as usize, length as usize) };
     }
 }

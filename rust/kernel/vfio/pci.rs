@@ -117,7 +117,11 @@ pub trait Driver: Send + Sync + Sized + 'static {
 
     /// Starts dirty-page logging of `ranges` at `*page_size`; the driver may raise the page size
     /// and must then report the one it uses.
-    fn log_start(_dev: &Opened<'_, Self>, _ranges: &IovaRanges<'_>, _page_size: &mut u64) -> Result {
+    fn log_start(
+        _dev: &Opened<'_, Self>,
+        _ranges: &IovaRanges<'_>,
+        _page_size: &mut u64,
+    ) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -291,9 +295,8 @@ impl<T: Driver> VTable<T> {
     };
 
     /// Whether the driver implements the whole migration or logging interface.
-    const HAS_MIGRATION: bool = T::HAS_MIGRATION_SET_STATE
-        && T::HAS_MIGRATION_GET_STATE
-        && T::HAS_MIGRATION_GET_DATA_SIZE;
+    const HAS_MIGRATION: bool =
+        T::HAS_MIGRATION_SET_STATE && T::HAS_MIGRATION_GET_STATE && T::HAS_MIGRATION_GET_DATA_SIZE;
     const HAS_LOG: bool = T::HAS_LOG_START && T::HAS_LOG_STOP && T::HAS_LOG_READ_AND_CLEAR;
 
     /// # Safety
@@ -601,7 +604,10 @@ impl<T: Driver> Adapter<T> {
         }
     }
 
-    extern "C" fn sriov_configure_callback(pdev: *mut bindings::pci_dev, nr_virtfn: c_int) -> c_int {
+    extern "C" fn sriov_configure_callback(
+        pdev: *mut bindings::pci_dev,
+        nr_virtfn: c_int,
+    ) -> c_int {
         // SAFETY: `pdev` is bound to this driver; its driver data is the core device.
         unsafe {
             let core = bindings::dev_get_drvdata(addr_of_mut!((*pdev).dev));

@@ -75,12 +75,11 @@ impl Capabilities {
             *size = pdev.resource_len(bar)?;
         }
         let reader = ConfigSpaceReader(pdev.config_space());
-        let caps = cap_walker::walk(&reader, &bar_sizes, |cap| log_cap(pdev, cap)).map_err(
-            |err| {
+        let caps =
+            cap_walker::walk(&reader, &bar_sizes, |cap| log_cap(pdev, cap)).map_err(|err| {
                 dev_err!(pdev, "malformed capability list: {}\n", err.reason());
                 ENODEV
-            },
-        )?;
+            })?;
         if let Some(cfg_type) = caps.missing(&cap_walker::REQUIRED_MODERN) {
             dev_err!(pdev, "no {} capability\n", cfg_type_name(cfg_type));
             return Err(ENODEV);
@@ -197,9 +196,11 @@ impl<'a> CommonCfg<'a> {
     /// Accepts `features`.
     pub fn set_driver_features(&self, features: u64) -> Result {
         self.0.write32(regs::COMMON_DRIVER_FEATURE_SELECT, 0)?;
-        self.0.write32(regs::COMMON_DRIVER_FEATURE, features as u32)?;
+        self.0
+            .write32(regs::COMMON_DRIVER_FEATURE, features as u32)?;
         self.0.write32(regs::COMMON_DRIVER_FEATURE_SELECT, 1)?;
-        self.0.write32(regs::COMMON_DRIVER_FEATURE, (features >> 32) as u32)
+        self.0
+            .write32(regs::COMMON_DRIVER_FEATURE, (features >> 32) as u32)
     }
 
     /// `config_msix_vector`.
@@ -343,7 +344,11 @@ mod tests {
             ];
             let mut pos = 0x40;
             for (i, &(cfg_type, offset, length)) in layout.iter().enumerate() {
-                let len = if cfg_type == caps::VIRTIO_PCI_CAP_NOTIFY_CFG { 20 } else { 16 };
+                let len = if cfg_type == caps::VIRTIO_PCI_CAP_NOTIFY_CFG {
+                    20
+                } else {
+                    16
+                };
                 let next = if i + 1 == layout.len() { 0 } else { pos + 20 };
                 image.cap(pos, next, len, cfg_type, offset, length);
                 if cfg_type == caps::VIRTIO_PCI_CAP_NOTIFY_CFG {

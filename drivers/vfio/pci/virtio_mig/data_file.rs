@@ -104,7 +104,11 @@ impl DataFile for SavingFile {
         let pending = s.data.get(s.pos..).unwrap_or(&[]);
         if pending.is_empty() {
             // A temporary end in pre-copy; a permanent one once the final frame was read.
-            return if s.precopy && !s.complete { Err(ENOMSG) } else { Ok(0) };
+            return if s.precopy && !s.complete {
+                Err(ENOMSG)
+            } else {
+                Ok(0)
+            };
         }
         let n = pending.len().min(out.len());
         out.write_slice(&pending[..n])?;

@@ -61,8 +61,16 @@ fn discover(pdev: &pci::Device<Core<'_>>) -> Result<Capabilities> {
         pdev,
         "virtio device type {}: memory-track {}, device-state {}\n",
         device_id - MODERN_DEVICE_ID_BASE,
-        if found.memory_track.is_some() { "present" } else { "absent" },
-        if found.device_state.is_some() { "present" } else { "absent" },
+        if found.memory_track.is_some() {
+            "present"
+        } else {
+            "absent"
+        },
+        if found.device_state.is_some() {
+            "present"
+        } else {
+            "absent"
+        },
     );
     Ok(caps)
 }

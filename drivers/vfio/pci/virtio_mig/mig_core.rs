@@ -5,10 +5,16 @@
 
 #[path = "../../../../rust/virtio_mig_core/src/mig_fsm.rs"]
 #[expect(dead_code, reason = "shared with host tests that use all of it")]
-#[expect(unreachable_pub, reason = "the crate's public API, private to the driver")]
+#[expect(
+    unreachable_pub,
+    reason = "the crate's public API, private to the driver"
+)]
 pub(crate) mod mig_fsm;
 
 #[path = "../../../../rust/virtio_mig_core/src/mig_stream.rs"]
 #[expect(dead_code, reason = "shared with host tests that use all of it")]
-#[expect(unreachable_pub, reason = "the crate's public API, private to the driver")]
+#[expect(
+    unreachable_pub,
+    reason = "the crate's public API, private to the driver"
+)]
 pub(crate) mod mig_stream;

@@ -14,8 +14,7 @@
 
 use kernel::{
     fs::File,
-    new_mutex,
-    new_spinlock,
+    new_mutex, new_spinlock,
     prelude::*,
     sync::{
         aref::ARef,
@@ -222,7 +221,12 @@ impl Migration {
         let inner = self.lock();
         let size = inner
             .identity
-            .map(|id| mig_stream::final_frame_len(usize::from(id.num_queues), id.device_config_len as usize))
+            .map(|id| {
+                mig_stream::final_frame_len(
+                    usize::from(id.num_queues),
+                    id.device_config_len as usize,
+                )
+            })
             .ok_or(ENODEV);
         self.unlock(inner);
         size
@@ -295,7 +299,11 @@ impl Migration {
             Action::QuiesceQueues => {
                 let stopped = queues::quiesce(regs, timeout_ms()).inspect_err(|e| {
                     if *e == ETIMEDOUT {
-                        dev_err!(dev.device().pdev(), "a queue did not stop within {} ms\n", timeout_ms());
+                        dev_err!(
+                            dev.device().pdev(),
+                            "a queue did not stop within {} ms\n",
+                            timeout_ms()
+                        );
                     }
                 })?;
                 inner.stopped = stopped;
@@ -313,7 +321,8 @@ impl Migration {
                 let saving = inner.saving.as_ref().ok_or(EINVAL)?;
                 let mut s = saving.inner.lock();
                 let start = s.data.len();
-                s.data.extend_with(mig_stream::PRECOPY_FRAME_LEN, 0, GFP_KERNEL)?;
+                s.data
+                    .extend_with(mig_stream::PRECOPY_FRAME_LEN, 0, GFP_KERNEL)?;
                 mig_stream::encode_precopy(&mut s.data[start..], &identity).map_err(|_| EINVAL)?;
                 s.precopy_len = s.data.len();
                 s.precopy = true;
@@ -360,13 +369,21 @@ fn validate<'a>(
             }
         };
         if let Err(e) = mig_stream::check_state_compat(&frame, identity) {
-            dev_err!(pdev, "rejecting migration stream: incompatible device: {}\n", e.reason());
+            dev_err!(
+                pdev,
+                "rejecting migration stream: incompatible device: {}\n",
+                e.reason()
+            );
             return Err(EOPNOTSUPP);
         }
         rest = rest.get(frame.len..).unwrap_or(&[]);
         if frame.flags == FRAME_FINAL {
             if !rest.is_empty() {
-                dev_err!(pdev, "rejecting migration stream: {} bytes after the final frame\n", rest.len());
+                dev_err!(
+                    pdev,
+                    "rejecting migration stream: {} bytes after the final frame\n",
+                    rest.len()
+                );
                 return Err(EINVAL);
             }
             return Ok(frame);

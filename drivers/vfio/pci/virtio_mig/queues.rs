@@ -11,10 +11,7 @@ use kernel::{
     virtio::pci::virtio_pci_caps as caps,
 };
 
-use crate::{
-    mig_core::mig_stream::MAX_QUEUES,
-    regs::Regs,
-};
+use crate::{mig_core::mig_stream::MAX_QUEUES, regs::Regs};
 
 /// A set of queue indices.
 #[derive(Clone, Copy, Default)]

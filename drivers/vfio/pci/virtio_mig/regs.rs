@@ -30,7 +30,10 @@ pub(crate) struct Regs<'a> {
     pub(crate) device: CapWindow<'a>,
 }
 
-fn window<'a>(dev: &'a Opened<'_, VirtioVfioMig>, region: Option<CapRegion>) -> Result<CapWindow<'a>> {
+fn window<'a>(
+    dev: &'a Opened<'_, VirtioVfioMig>,
+    region: Option<CapRegion>,
+) -> Result<CapWindow<'a>> {
     let region = region.ok_or(ENODEV)?;
     Ok(CapWindow::new(dev.bar(region.bar)?, region))
 }

@@ -3,11 +3,7 @@
 //! Reading the device state into a stream frame, and programming a validated frame into the
 //! device.
 
-use kernel::{
-    pci,
-    prelude::*,
-    virtio::pci::virtio_pci_caps as caps,
-};
+use kernel::{pci, prelude::*, virtio::pci::virtio_pci_caps as caps};
 
 use crate::{
     mig_core::mig_stream::{
@@ -31,7 +27,10 @@ pub(crate) const MODERN_DEVICE_ID_BASE: u16 = 0x1040;
 
 /// Who the device is and what it offers, read after `vfio_pci_core` reset it at open (queue
 /// sizes then read as the device's maxima).
-pub(crate) fn identity(pdev: &pci::Device<kernel::device::Bound>, regs: &Regs<'_>) -> Result<DeviceIdentity> {
+pub(crate) fn identity(
+    pdev: &pci::Device<kernel::device::Bound>,
+    regs: &Regs<'_>,
+) -> Result<DeviceIdentity> {
     let num_queues = queues::num_queues(regs)?;
     let mut max_queue_size = 0;
     for q in 0..num_queues {
@@ -131,11 +130,16 @@ pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout_ms: u32) -> Re
     let mut restored = QueueSet::default();
     for q in frame.queues() {
         regs.common.select_queue(q.index)?;
-        regs.common.set_queue_reg16(caps::COMMON_QUEUE_SIZE, q.size)?;
-        regs.common.set_queue_reg16(caps::COMMON_QUEUE_MSIX_VECTOR, q.msix_vector)?;
-        regs.common.set_queue_addr(caps::COMMON_QUEUE_DESC, q.desc_addr)?;
-        regs.common.set_queue_addr(caps::COMMON_QUEUE_DRIVER, q.driver_addr)?;
-        regs.common.set_queue_addr(caps::COMMON_QUEUE_DEVICE, q.device_addr)?;
+        regs.common
+            .set_queue_reg16(caps::COMMON_QUEUE_SIZE, q.size)?;
+        regs.common
+            .set_queue_reg16(caps::COMMON_QUEUE_MSIX_VECTOR, q.msix_vector)?;
+        regs.common
+            .set_queue_addr(caps::COMMON_QUEUE_DESC, q.desc_addr)?;
+        regs.common
+            .set_queue_addr(caps::COMMON_QUEUE_DRIVER, q.driver_addr)?;
+        regs.common
+            .set_queue_addr(caps::COMMON_QUEUE_DEVICE, q.device_addr)?;
         if q.enable == 0 {
             continue;
         }
