@@ -46,7 +46,10 @@ check: all
 	-$(VM)/host-cargo.sh test --manifest-path $(CORE)/Cargo.toml 2>&1 | tee $(LOGS)/core.log
 	-$(VM)/host-cargo.sh test --release --manifest-path $(DEVSIM)/Cargo.toml 2>&1 | tee $(LOGS)/devsim.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --timeout 900 -- $(VM)/guest/run-tests.sh 2>&1 | tee $(LOGS)/vm.log
-	@python3 $(VM)/summarize.py $(LOGS)/core.log $(LOGS)/devsim.log $(LOGS)/vm.log
+	-$(IN_ROOT) $(VM)/run-vm.sh --viommu --timeout 600 -- $(VM)/guest/run-tests.sh viommu 2>&1 \
+		| tee $(LOGS)/vm-viommu.log
+	@python3 $(VM)/summarize.py $(LOGS)/core.log $(LOGS)/devsim.log $(LOGS)/vm.log \
+		$(LOGS)/vm-viommu.log
 
 rustfmtcheck clippy: kernel
 	$(IN_ROOT) $(VM)/kernel-build.sh $(if $(filter clippy,$@),CLIPPY=1 bzImage modules,rustfmtcheck)
