@@ -6,4 +6,5 @@
 //! virtio-pci transport extension that a VFIO variant driver uses to reach the device's
 //! capabilities.
 
+pub mod dirty_bitmap;
 pub mod pci;

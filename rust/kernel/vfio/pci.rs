@@ -184,6 +184,15 @@ impl<T> CoreDevice<T> {
     }
 }
 
+impl<T> CoreDevice<T> {
+    /// Whether the device's DMA is untranslated: VFIO no-IOMMU mode, where IOVA is the physical
+    /// address. Otherwise the device DMAs through the VFIO user's IOMMU domain.
+    pub fn is_noiommu(&self) -> bool {
+        // SAFETY: `core` is valid by the type invariants; `noiommu` is set before registration.
+        unsafe { (*self.as_raw()).vdev.noiommu() != 0 }
+    }
+}
+
 impl<T> core::ops::Deref for CoreDevice<T> {
     type Target = T;
 

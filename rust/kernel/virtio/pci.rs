@@ -296,6 +296,42 @@ impl<'a> DeviceStateCfg<'a> {
     }
 }
 
+/// The memory dirty-pages tracker structure (`VIRTIO_PCI_CAP_MEMORY_TRACK_CFG`).
+pub struct TrackerCfg<'a>(CapWindow<'a>);
+
+impl<'a> TrackerCfg<'a> {
+    /// The tracker structure in `window`.
+    pub fn new(window: CapWindow<'a>) -> Self {
+        Self(window)
+    }
+
+    /// `enable`: 1 while the device records its writes.
+    pub fn enable(&self) -> Result<u8> {
+        self.0.read8(regs::TRACK_ENABLE)
+    }
+
+    /// Writes `enable`.
+    pub fn set_enable(&self, enable: u8) -> Result {
+        self.0.write8(regs::TRACK_ENABLE, enable)
+    }
+
+    /// `gra_power`: each bit covers `2^(12 + gra_power)` bytes. The device may raise it.
+    pub fn gra_power(&self) -> Result<u8> {
+        self.0.read8(regs::TRACK_GRA_POWER)
+    }
+
+    /// Writes `gra_power`; read it back, the device may have raised it.
+    pub fn set_gra_power(&self, power: u8) -> Result {
+        self.0.write8(regs::TRACK_GRA_POWER, power)
+    }
+
+    /// Sets `bitmap_addr` and `bitmap_length` (bytes).
+    pub fn set_bitmap(&self, addr: u64, length: u64) -> Result {
+        self.0.write64(regs::TRACK_BITMAP_ADDR, addr)?;
+        self.0.write64(regs::TRACK_BITMAP_LENGTH, length)
+    }
+}
+
 fn log_cap(pdev: &pci::Device<device::Bound>, cap: &CapInfo) {
     match cap.virtio {
         Some(v) => dev_info!(

@@ -23,6 +23,7 @@ if [ ! -e "$stamp" ]; then
 	mkdir -p "$CACHE_DIR/build"
 	tar -xf "$tarball" -C "$CACHE_DIR/build"
 	mv "$CACHE_DIR/build/linux-source-7.3" "$KSRC"
+	(cd "$KSRC" && find . -type f | sed 's|^\./||' | sort >.pristine-files)
 	touch "$stamp"
 fi
 
@@ -39,11 +40,8 @@ trap 'rm -f "$new_manifest"' EXIT
 if [ -e "$manifest" ]; then
 	comm -23 "$manifest" "$new_manifest" | while IFS= read -r gone; do rm -f "$KSRC/$gone"; done
 fi
-while IFS= read -r file; do
-	if [ ! -e "$manifest" ] || ! grep -qxF "$file" "$manifest"; then
-		[ ! -e "$KSRC/$file" ] || die "$file exists in the base tree; change it with a patch"
-	fi
-done <"$new_manifest"
+clashes=$(comm -12 "$new_manifest" "$KSRC/.pristine-files")
+[ -z "$clashes" ] || die "these exist in the base tree; change them with a patch: $clashes"
 rsync -rc --files-from="$new_manifest" . "$KSRC/"
 cp "$new_manifest" "$manifest"
 

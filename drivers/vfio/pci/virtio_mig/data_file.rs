@@ -27,7 +27,7 @@ use kernel::{
     },
 };
 
-use crate::mig_core::mig_stream::MAX_FRAME_LEN;
+use crate::shared::mig_stream::MAX_FRAME_LEN;
 
 /// Most bytes a resuming file accepts: a pre-copy frame and a final frame of the largest size.
 pub(crate) const MAX_RESUME_LEN: usize = 2 * MAX_FRAME_LEN;

@@ -10,6 +10,10 @@ use kernel::{
     prelude::*,
     sync::aref::ARef,
     vfio::{
+        log::{
+            IovaBitmap,
+            IovaRanges, //
+        },
         migration::{
             self,
             State, //
@@ -24,6 +28,7 @@ use kernel::{
 };
 
 use crate::{
+    dirty_log::DirtyLog,
     migration::Migration,
     snapshot::MODERN_DEVICE_ID_BASE, //
 };
@@ -39,6 +44,9 @@ pub(crate) struct VirtioVfioMig {
     /// Migration through the device state capability (flags 0 without it).
     #[pin]
     migration: Migration,
+    /// Dirty-page logging through the memory tracker capability.
+    #[pin]
+    dirty_log: DirtyLog,
 }
 
 impl VirtioVfioMig {
@@ -108,6 +116,7 @@ impl Driver for VirtioVfioMig {
         try_pin_init!(Self {
             caps: discover(pdev)?,
             migration <- Migration::new(migration_flags(caps)),
+            dirty_log <- DirtyLog::new(),
         })
     }
 
@@ -122,12 +131,19 @@ impl Driver for VirtioVfioMig {
         Ok(())
     }
 
+    fn dirty_logging(&self) -> bool {
+        self.caps.caps().memory_track.is_some()
+    }
+
     fn close_device(dev: &Opened<'_, Self>) {
         dev.migration.close();
+        // A user that goes away without stopping the log must not leave the device writing.
+        let _ = dev.dirty_log.stop(dev);
     }
 
     fn reset_done(dev: &CoreDevice<Self>) {
         dev.migration.reset_done();
+        dev.dirty_log.reset_done();
     }
 
     fn migration_set_state(dev: &Opened<'_, Self>, new: State) -> Result<Option<ARef<File>>> {
@@ -140,5 +156,22 @@ impl Driver for VirtioVfioMig {
 
     fn migration_get_data_size(dev: &Opened<'_, Self>) -> Result<usize> {
         dev.migration.data_size()
+    }
+
+    fn log_start(dev: &Opened<'_, Self>, ranges: &IovaRanges<'_>, page_size: &mut u64) -> Result {
+        dev.dirty_log.start(dev, ranges, page_size)
+    }
+
+    fn log_stop(dev: &Opened<'_, Self>) -> Result {
+        dev.dirty_log.stop(dev)
+    }
+
+    fn log_read_and_clear(
+        dev: &Opened<'_, Self>,
+        iova: u64,
+        length: u64,
+        dirty: &mut IovaBitmap<'_>,
+    ) -> Result {
+        dev.dirty_log.read_and_clear(dev, iova, length, dirty)
     }
 }

@@ -35,7 +35,7 @@ use crate::{
         SavingStream, //
     },
     driver::VirtioVfioMig,
-    mig_core::{
+    shared::{
         mig_fsm::{
             self,
             Action,

@@ -11,7 +11,7 @@ use kernel::{
     virtio::pci::virtio_pci_caps as caps,
 };
 
-use crate::{mig_core::mig_stream::MAX_QUEUES, regs::Regs};
+use crate::{regs::Regs, shared::mig_stream::MAX_QUEUES};
 
 /// A set of queue indices.
 #[derive(Clone, Copy, Default)]

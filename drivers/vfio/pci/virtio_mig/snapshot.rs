@@ -6,7 +6,7 @@
 use kernel::{pci, prelude::*, virtio::pci::virtio_pci_caps as caps};
 
 use crate::{
-    mig_core::mig_stream::{
+    shared::mig_stream::{
         self,
         DeviceIdentity,
         DriverState,

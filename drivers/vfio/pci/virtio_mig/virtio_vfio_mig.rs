@@ -3,11 +3,12 @@
 //! VFIO variant driver with live migration for modern virtio-pci functions.
 
 mod data_file;
+mod dirty_log;
 mod driver;
-mod mig_core;
 mod migration;
 mod queues;
 mod regs;
+mod shared;
 mod snapshot;
 
 kernel::module_vfio_pci_driver! {
@@ -19,7 +20,11 @@ kernel::module_vfio_pci_driver! {
     params: {
         stop_timeout_ms: u32 {
             default: 3000,
-            description: "Longest wait, in ms, for the device to stop a queue or reset",
+            description: "Longest wait, in ms, for the device to stop a queue or its tracker",
+        },
+        max_bitmap_kib: u32 {
+            default: 32768,
+            description: "Most memory, in KiB, of a dirty bitmap; coarser pages keep it below",
         },
     },
 }

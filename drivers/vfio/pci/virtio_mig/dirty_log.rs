@@ -1,0 +1,292 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Device dirty-page logging through the memory dirty-pages tracker capability.
+//!
+//! The device sets a bit for every page it writes in a bitmap that the driver allocates and
+//! whose bit 0 is the page at address 0. The bitmap is kernel memory, so the device can reach it
+//! only with untranslated DMA (VFIO no-IOMMU mode); with a user IOMMU domain logging is refused,
+//! never pointed into the user's address space.
+//!
+//! Reports are conservative: whenever the records cannot be trusted (the device was reset, its
+//! granularity or enable bit changed under us), the whole requested range is reported dirty.
+
+use kernel::{
+    new_mutex,
+    new_spinlock,
+    prelude::*,
+    sync::{
+        Mutex,
+        SpinLock, //
+    },
+    time::{
+        delay::fsleep,
+        Delta, //
+    },
+    vfio::{
+        log::{
+            IovaBitmap,
+            IovaRanges, //
+        },
+        pci::Opened,
+    },
+    virtio::{
+        dirty_bitmap::DeviceDirtyBitmap,
+        pci::{
+            CapWindow,
+            TrackerCfg, //
+        },
+    },
+};
+
+use crate::{
+    driver::VirtioVfioMig,
+    shared::dirty_bitmap::{
+        self,
+        HarvestRange,
+        MIN_PAGE_SHIFT, //
+    },
+};
+
+/// One range of the `DMA_LOGGING_START` request.
+struct TrackedRange {
+    start: u64,
+    last: u64,
+    /// Report the whole range dirty at its next report (records were lost).
+    report_all: bool,
+}
+
+/// A logging session.
+struct Session {
+    bitmap: DeviceDirtyBitmap,
+    /// Granularity of the bitmap, `12 + gra_power` as read back from the device.
+    gra_shift: u32,
+    /// The page size the user started logging with.
+    page_shift: u32,
+    ranges: KVec<TrackedRange>,
+}
+
+/// Per-device dirty-logging state.
+#[pin_data]
+pub(crate) struct DirtyLog {
+    #[pin]
+    session: Mutex<Option<Session>>,
+    /// The device was reset, which stops its tracker: re-arm it and report everything.
+    #[pin]
+    reset_pending: SpinLock<bool>,
+}
+
+fn max_bitmap_bytes() -> u64 {
+    u64::from(crate::module_parameters::max_bitmap_kib.value()) * 1024
+}
+
+fn tracker<'a>(dev: &'a Opened<'_, VirtioVfioMig>) -> Result<TrackerCfg<'a>> {
+    let region = dev.caps().caps().memory_track.ok_or(ENODEV)?;
+    Ok(TrackerCfg::new(CapWindow::new(dev.bar(region.bar)?, region)))
+}
+
+/// Points the tracker at `bitmap` with granularity `gra_power` and enables it; returns the
+/// granularity shift the device actually uses.
+fn arm(tracker: &TrackerCfg<'_>, bitmap: &DeviceDirtyBitmap, gra_power: u8) -> Result<u32> {
+    tracker.set_enable(0)?;
+    tracker.set_bitmap(bitmap.dma_address(), bitmap.len_bytes() as u64)?;
+    tracker.set_gra_power(gra_power)?;
+    tracker.set_enable(1)?;
+    // The device may raise the granularity, never lower it.
+    let actual = tracker.gra_power()?;
+    if actual < gra_power || tracker.enable()? != 1 {
+        tracker.set_enable(0)?;
+        return Err(EIO);
+    }
+    Ok(MIN_PAGE_SHIFT + u32::from(actual))
+}
+
+/// Disables the tracker and waits, bounded, until the device confirms it.
+fn disarm(tracker: &TrackerCfg<'_>, timeout_ms: u32) -> Result {
+    tracker.set_enable(0)?;
+    let mut waited_ms = 0;
+    while tracker.enable()? != 0 {
+        if waited_ms >= timeout_ms {
+            return Err(ETIMEDOUT);
+        }
+        fsleep(Delta::from_millis(1));
+        waited_ms += 1;
+    }
+    Ok(())
+}
+
+impl DirtyLog {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            session <- new_mutex!(None),
+            reset_pending <- new_spinlock!(false),
+        })
+    }
+
+    /// `DMA_LOGGING_START`.
+    pub(crate) fn start(
+        &self,
+        dev: &Opened<'_, VirtioVfioMig>,
+        ranges: &IovaRanges<'_>,
+        page_size: &mut u64,
+    ) -> Result {
+        let pdev = dev.device().pdev();
+        let mut session = self.session.lock();
+        if session.is_some() {
+            return Err(EBUSY);
+        }
+        if !dev.device().is_noiommu() {
+            dev_err!(
+                pdev,
+                "dirty logging needs untranslated DMA (no-IOMMU): the tracker bitmap is kernel \
+                 memory and this device has no PASID path to it\n"
+            );
+            return Err(EOPNOTSUPP);
+        }
+        if !page_size.is_power_of_two() || *page_size < 1 << MIN_PAGE_SHIFT {
+            return Err(EINVAL);
+        }
+        let page_shift = page_size.trailing_zeros();
+        let mut tracked = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
+        let mut end = 0u64;
+        for r in ranges.iter() {
+            end = end.max(r.last.checked_add(1).ok_or(EINVAL)?);
+            tracked.push(
+                TrackedRange {
+                    start: r.start,
+                    last: r.last,
+                    report_all: false,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        if tracked.is_empty() {
+            return Err(EINVAL);
+        }
+        // Bit 0 is address 0: the bitmap covers everything up to the highest tracked byte. Past
+        // the memory cap, coarser pages keep it bounded.
+        let mut gra_shift = page_shift;
+        let mut bytes = dirty_bitmap::bitmap_bytes(end, gra_shift).ok_or(EINVAL)?;
+        while bytes > max_bitmap_bytes() {
+            gra_shift += 1;
+            bytes = dirty_bitmap::bitmap_bytes(end, gra_shift).ok_or(EINVAL)?;
+        }
+        let gra_power = u8::try_from(gra_shift - MIN_PAGE_SHIFT)?;
+        let bitmap = DeviceDirtyBitmap::new(pdev.as_ref(), usize::try_from(bytes / 8)?)?;
+        let tracker = tracker(dev)?;
+        let gra_shift = arm(&tracker, &bitmap, gra_power).inspect_err(|_| {
+            dev_err!(pdev, "the tracker did not accept gra_power {}\n", gra_power);
+        })?;
+        // Honest granularity: a coarser device page marks every user page it covers.
+        *page_size = 1u64 << gra_shift.max(page_shift);
+        *self.reset_pending.lock() = false;
+        dev_dbg!(
+            pdev,
+            "dirty logging: {} ranges up to {:#x}, {} KiB bitmap, {} byte pages\n",
+            tracked.len(),
+            end,
+            bytes / 1024,
+            1u64 << gra_shift
+        );
+        *session = Some(Session {
+            bitmap,
+            gra_shift,
+            page_shift,
+            ranges: tracked,
+        });
+        Ok(())
+    }
+
+    /// `DMA_LOGGING_STOP`; stopping a stopped log succeeds.
+    pub(crate) fn stop(&self, dev: &Opened<'_, VirtioVfioMig>) -> Result {
+        let mut session = self.session.lock();
+        let Some(s) = session.take() else {
+            return Ok(());
+        };
+        let timeout = crate::module_parameters::stop_timeout_ms.value();
+        if let Err(e) = tracker(dev).and_then(|t| disarm(&t, timeout)) {
+            // The device may still write the bitmap: it must never be freed.
+            dev_err!(
+                dev.device().pdev(),
+                "the tracker did not stop ({:?}); keeping its bitmap\n",
+                e
+            );
+            core::mem::forget(s.bitmap);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Called after a device reset, which stops the tracker: the records since are lost.
+    pub(crate) fn reset_done(&self) {
+        *self.reset_pending.lock() = true;
+    }
+
+    /// `DMA_LOGGING_REPORT`: reports and forgets the pages dirtied in `[iova, iova + length)`.
+    pub(crate) fn read_and_clear(
+        &self,
+        dev: &Opened<'_, VirtioVfioMig>,
+        iova: u64,
+        length: u64,
+        dirty: &mut IovaBitmap<'_>,
+    ) -> Result {
+        let pdev = dev.device().pdev();
+        let mut guard = self.session.lock();
+        let session = (*guard).as_mut().ok_or(EINVAL)?;
+        let last = length
+            .checked_sub(1)
+            .and_then(|l| iova.checked_add(l))
+            .ok_or(EINVAL)?;
+        if !covered(&session.ranges, iova, last) {
+            dev_dbg!(pdev, "report of [{:#x}, {:#x}] outside the logged ranges\n", iova, last);
+            return Err(EINVAL);
+        }
+        let tracker = tracker(dev)?;
+        let reset = core::mem::replace(&mut *self.reset_pending.lock(), false);
+        let expected_power = u8::try_from(session.gra_shift - MIN_PAGE_SHIFT)?;
+        let intact = !reset
+            && tracker.enable()? == 1
+            && tracker.gra_power()? == expected_power;
+        if !intact {
+            dev_dbg!(pdev, "tracker records lost; re-arming and reporting all\n");
+            for r in session.ranges.iter_mut() {
+                r.report_all = true;
+            }
+            session.gra_shift = arm(&tracker, &session.bitmap, expected_power)?;
+        }
+        let range = HarvestRange {
+            iova,
+            length,
+            page_shift: session.page_shift,
+            gra_shift: session.gra_shift,
+        };
+        let mut set = |start, len| dirty.set(start, len);
+        for r in session.ranges.iter_mut().filter(|r| r.report_all) {
+            let (start, end) = (r.start.max(iova), r.last.min(last));
+            if start <= end {
+                set(start, end - start + 1);
+            }
+            if iova <= r.start && r.last <= last {
+                r.report_all = false;
+            }
+        }
+        dirty_bitmap::harvest(session.bitmap.words(), &range, &mut set).map_err(|e| {
+            dev_dbg!(pdev, "harvest refused: {:?}\n", e);
+            EINVAL
+        })?;
+        Ok(())
+    }
+}
+
+/// Whether `[iova, last]` lies within the union of the sorted, disjoint `ranges`.
+fn covered(ranges: &[TrackedRange], iova: u64, last: u64) -> bool {
+    let mut next = iova;
+    for r in ranges {
+        if r.start <= next && next <= r.last {
+            if last <= r.last {
+                return true;
+            }
+            next = r.last + 1;
+        }
+    }
+    false
+}
