@@ -13,8 +13,8 @@ SELFTESTS := tools/testing/selftests/vfio/virtio_mig
 export VVM_CACHE ?= /var/cache/virtio-vfio-mig
 LOGS := $(VVM_CACHE)/logs
 
-.PHONY: all deps kernel modules devsim selftests run check vm test-host test-vm \
-	rustfmtcheck clippy clean distclean
+.PHONY: all deps kernel modules devsim selftests run check bench vm rustfmtcheck clippy clean \
+	distclean
 
 all: kernel devsim selftests
 
@@ -50,6 +50,12 @@ check: all
 		| tee $(LOGS)/vm-viommu.log
 	@python3 $(VM)/summarize.py $(LOGS)/core.log $(LOGS)/devsim.log $(LOGS)/vm.log \
 		$(LOGS)/vm-viommu.log
+
+# Benchmarks report ratios against a baseline measured in the same run, never pass/fail.
+bench: all
+	$(VM)/host-cargo.sh run --release --quiet --manifest-path $(CORE)/Cargo.toml \
+		--example harvest_bench
+	@if [ -x $(VM)/run-bench.sh ]; then $(IN_ROOT) $(VM)/run-bench.sh; fi
 
 rustfmtcheck clippy: kernel
 	$(IN_ROOT) $(VM)/kernel-build.sh $(if $(filter clippy,$@),CLIPPY=1 bzImage modules,rustfmtcheck)
