@@ -59,3 +59,41 @@ pub const FLAG_STOP_COPY: u32 = bindings::VFIO_MIGRATION_STOP_COPY;
 pub const FLAG_P2P: u32 = bindings::VFIO_MIGRATION_P2P;
 /// `VFIO_MIGRATION_PRE_COPY`: the device supports the `PRE_COPY*` states.
 pub const FLAG_PRE_COPY: u32 = bindings::VFIO_MIGRATION_PRE_COPY;
+
+#[cfg(CONFIG_VIRTIO_VFIO_MIG_KUNIT_TEST)]
+#[macros::kunit_tests(rust_vfio_migration)]
+mod tests {
+    use super::*;
+
+    const ALL: [State; 8] = [
+        State::Error,
+        State::Stop,
+        State::Running,
+        State::StopCopy,
+        State::Resuming,
+        State::RunningP2p,
+        State::PreCopy,
+        State::PreCopyP2p,
+    ];
+
+    #[test]
+    fn raw_values_round_trip() {
+        for state in ALL {
+            assert_eq!(State::from_raw(state.into_raw()), Ok(state));
+        }
+    }
+
+    #[test]
+    fn raw_values_are_the_uapi_ones() {
+        // include/uapi/linux/vfio.h numbers the states 0 (ERROR) to 7 (PRE_COPY_P2P).
+        for (raw, state) in (0u32..).zip(ALL) {
+            assert_eq!(state.into_raw(), raw);
+        }
+    }
+
+    #[test]
+    fn unknown_raw_value_is_rejected() {
+        assert_eq!(State::from_raw(8), Err(EINVAL));
+        assert_eq!(State::from_raw(u32::MAX), Err(EINVAL));
+    }
+}

@@ -232,14 +232,38 @@ impl Migration {
         size
     }
 
-    /// Executes the single arc to `new`.
+    /// Moves the device to `new`, one single arc at a time along the path the VFIO state
+    /// machine prescribes (as `vfio_mig_get_next_state()` does); returns the data file the last
+    /// arc opened, if any.
     pub(crate) fn set_state(
         &self,
         dev: &Opened<'_, VirtioVfioMig>,
         new: State,
     ) -> Result<Option<ARef<File>>> {
+        let target = from_state(new);
         let mut inner = self.lock();
-        let result = self.step(dev, &mut inner, from_state(new));
+        let mut result = Ok(None);
+        while inner.state != target {
+            let next = match mig_fsm::next_step(inner.state, target, self.flags) {
+                Ok(next) => next,
+                Err(e) => {
+                    dev_dbg!(
+                        dev.device().pdev(),
+                        "no path from {} to {}: {}\n",
+                        inner.state.name(),
+                        target.name(),
+                        e.reason()
+                    );
+                    result = Err(EINVAL);
+                    break;
+                }
+            };
+            // Only the arc into a target state opens a file; one opened on the way is dropped.
+            result = self.step(dev, &mut inner, next);
+            if result.is_err() {
+                break;
+            }
+        }
         self.unlock(inner);
         result
     }
