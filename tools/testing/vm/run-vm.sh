@@ -2,9 +2,12 @@
 # Boot the guest kernel under virtme-ng with two virtio-devsim devices attached and run a
 # guest script (or an interactive shell). Runs inside the toolchain root.
 #
-#   run-vm.sh [--viommu] [--timeout SECONDS] [--interactive] [-- GUEST_SCRIPT [ARGS...]]
+#   run-vm.sh [--viommu] [--timeout SECONDS] [--interactive] [--devsim-args "ARGS"]
+#             [-- GUEST_SCRIPT [ARGS...]]
 #
-# --viommu   DMA through an emulated intel-iommu instead of VFIO no-IOMMU mode.
+# --viommu       DMA through an emulated intel-iommu instead of VFIO no-IOMMU mode.
+# --devsim-args  extra options for every virtio-devsim instance, split at blanks
+#                (e.g. "--request-delay-ms 20 --fault-never-stop").
 # The guest's verdict is the exit status; a guest that outlives the timeout is killed and
 # reported as a failure (exit 124).
 
@@ -15,12 +18,13 @@ RUN_DIR=/run/virtio-devsim
 MEMORY=2G
 DEVICES=2
 
-viommu=0 timeout_s=900 interactive=0
+viommu=0 timeout_s=900 interactive=0 devsim_args=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--viommu) viommu=1 ;;
 	--timeout) timeout_s=$2; shift ;;
 	--interactive) interactive=1 ;;
+	--devsim-args) read -ra devsim_args <<<"$2"; shift ;;
 	--) shift; break ;;
 	*) die "unknown option $1" ;;
 	esac
@@ -43,7 +47,7 @@ qemu_opts="-object memory-backend-memfd,id=guestmem,size=$MEMORY,share=on"
 qemu_opts+=" -machine q35,memory-backend=guestmem"
 for i in $(seq 0 $((DEVICES - 1))); do
 	"$DEVSIM_BIN" --socket "$RUN_DIR/devsim$i.sock" --backing "$RUN_DIR/disk$i.img" \
-		--serial "devsim$i" --stats-file "$RUN_DIR/devsim$i.stats" \
+		--serial "devsim$i" --stats-file "$RUN_DIR/devsim$i.stats" "${devsim_args[@]}" \
 		>"$RUN_DIR/devsim$i.log" 2>&1 &
 	pids+=($!)
 	# vng splits these options like a shell: single quotes keep the JSON's double quotes.
