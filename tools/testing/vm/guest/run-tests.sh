@@ -70,6 +70,17 @@ mig_fault_tests() {
 		--stop-timeout-ms $MIG_FAULT_TIMEOUT_MS 2>&1 || { mig_dmesg; return 1; }
 }
 
+# Device dirty-page logging on the first device, checked against the pages it writes.
+dirty_log_tests() {
+	local bdf
+	echo 8 >/proc/sys/vm/nr_hugepages
+	bdf=$(devsim_devices | head -n 1)
+	modprobe "$DRIVER" || { echo "not ok 1 modprobe $DRIVER"; return 1; }
+	[ "$(basename "$(readlink "/sys/bus/pci/devices/$bdf/driver")")" = "$DRIVER" ] ||
+		bind_driver "$bdf" || { echo "not ok 1 bind $bdf"; return 1; }
+	"$SELFTESTS/vfio_dirty_log_test" "$bdf" 2>&1
+}
+
 unload() {
 	modprobe -r "$DRIVER" && echo "ok 1 modprobe -r $DRIVER" ||
 		{ echo "not ok 1 modprobe -r $DRIVER"; return 1; }
@@ -82,6 +93,7 @@ all)
 	run_suite kselftest-vfio-virtio-blk blk_tests
 	run_suite kselftest-vfio-unbind unbind_tests
 	run_suite kselftest-vfio-virtio-mig mig_tests
+	run_suite kselftest-vfio-dirty-log dirty_log_tests
 	run_suite module-unload unload
 	;;
 viommu)
