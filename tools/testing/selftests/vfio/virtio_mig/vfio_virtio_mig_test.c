@@ -1052,6 +1052,11 @@ TEST_F_TIMEOUT(mig_arc, request, 120)
 	}
 	if (variant->target == S_STOP_COPY) {
 		/* The whole stream: the final frame after any pre-copy data read before. */
+		if (start != S_PRE_COPY) {
+			free(p->stream);
+			p->stream = NULL;
+			p->len = 0;
+		}
 		ret = mig_read_stream(p->fd, &p->stream, &p->len);
 		ASSERT_EQ(0, ret) TH_LOG("reading in STOP_COPY: %s", strerror(-ret));
 		ASSERT_EQ(0, mig_data_size(&p->a.vd, &size));
