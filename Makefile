@@ -12,6 +12,8 @@ CORE := rust/virtio_mig_core
 SELFTESTS := tools/testing/selftests/vfio/virtio_mig
 export VVM_CACHE ?= /var/cache/virtio-vfio-mig
 LOGS := $(VVM_CACHE)/logs
+# Per-suite TAP files the guest writes (see tools/testing/vm/guest/lib.sh).
+RESULTS := $(VVM_CACHE)/build/results
 
 .PHONY: all deps kernel modules devsim selftests run check bench vm rustfmtcheck clippy clean \
 	distclean
@@ -42,14 +44,14 @@ vm: all
 # Host suites first (seconds), then the VM suites; the summary sums them all.
 check: all
 	@mkdir -p $(LOGS)
-	@rm -f $(LOGS)/*.log
+	@rm -rf $(LOGS)/*.log $(RESULTS)
 	-$(VM)/host-cargo.sh test --manifest-path $(CORE)/Cargo.toml 2>&1 | tee $(LOGS)/core.log
 	-$(VM)/host-cargo.sh test --release --manifest-path $(DEVSIM)/Cargo.toml 2>&1 | tee $(LOGS)/devsim.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --timeout 900 -- $(VM)/guest/run-tests.sh 2>&1 | tee $(LOGS)/vm.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --viommu --timeout 600 -- $(VM)/guest/run-tests.sh viommu 2>&1 \
 		| tee $(LOGS)/vm-viommu.log
-	@python3 $(VM)/summarize.py $(LOGS)/core.log $(LOGS)/devsim.log $(LOGS)/vm.log \
-		$(LOGS)/vm-viommu.log
+	@python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/core.log $(LOGS)/devsim.log \
+		$(LOGS)/vm.log $(LOGS)/vm-viommu.log
 
 # Benchmarks report ratios against a baseline measured in the same run, never pass/fail.
 bench: all

@@ -6,7 +6,12 @@ Understands cargo test summaries and the TAP/KTAP the VM run prints between
 "@@suite NAME" and "@@end NAME" markers. A suite that started but never
 ended (guest crash, timeout), or a log with no result at all, counts as a
 failure: silence never passes.
+
+With --results DIR, the guest's per-suite files (DIR/NAME.tap) replace what
+the console showed of the same suite: the console can drop output.
 """
+
+import os
 
 import re
 import sys
@@ -67,16 +72,42 @@ def summarize(path):
     return results
 
 
+def suite_files(results_dir):
+    """Results of the complete per-suite files in results_dir, by suite name."""
+    found = {}
+    if not results_dir or not os.path.isdir(results_dir):
+        return found
+    for entry in sorted(os.listdir(results_dir)):
+        if entry.endswith(".tap"):
+            for result in summarize(os.path.join(results_dir, entry)):
+                found[result[0]] = result
+    return found
+
+
 def main():
-    total_p = total_f = total_s = 0
-    for path in sys.argv[1:]:
+    args = sys.argv[1:]
+    results_dir = None
+    if len(args) >= 2 and args[0] == "--results":
+        results_dir, args = args[1], args[2:]
+    files = suite_files(results_dir)
+    merged = []
+    for path in args:
         try:
             results = summarize(path)
         except OSError as e:
             results = [(f"{path} ({e.strerror})", 0, 1, 0)]
-        for name, p, f, s in results:
-            print(f"  {name}: {p} passed, {f} failed, {s} skipped")
-            total_p, total_f, total_s = total_p + p, total_f + f, total_s + s
+        for result in results:
+            suite = result[0].split(" (")[0]
+            if suite in files:
+                merged.append(files.pop(suite))
+            elif not (files and result[0] == f"{path} (no results)"):
+                merged.append(result)
+    # Suites the console lost entirely.
+    merged.extend(files.values())
+    total_p = total_f = total_s = 0
+    for name, p, f, s in merged:
+        print(f"  {name}: {p} passed, {f} failed, {s} skipped")
+        total_p, total_f, total_s = total_p + p, total_f + f, total_s + s
     print(f"{total_p} passed, {total_f} failed, {total_s} skipped")
     return 1 if total_f else 0
 

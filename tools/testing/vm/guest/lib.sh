@@ -23,14 +23,21 @@ bind_driver() {
 	[ "$(basename "$(readlink "$dev/driver")")" = "$DRIVER" ]
 }
 
+# Where each suite's output is also written: the console may lose output, the shared build
+# directory does not. The host clears it before a run and reads it afterwards.
+RESULTS_DIR=$CACHE_DIR/build/results
+
 # Run one suite between the markers the host summarizer looks for.
 run_suite() {
-	local name=$1 rc
+	local name=$1
 	shift
-	echo "@@suite $name"
-	"$@"
-	rc=$?
-	echo "@@end $name rc=$rc"
+	mkdir -p "$RESULTS_DIR"
+	{
+		echo "@@suite $name"
+		"$@"
+		echo "@@end $name rc=$?"
+	} 2>&1 | tee "$RESULTS_DIR/$name.tap"
+	sync
 }
 
 guest_setup() {
