@@ -52,9 +52,9 @@ use core::{
 /// `Self` is the driver's per-device data. Every callback that is not implemented behaves as in
 /// `vfio-pci`. The migration callbacks are wired only when the driver implements them *and*
 /// [`Driver::migration_flags`] reports a non-zero set for the device; the same holds for the
-/// dirty-logging callbacks and [`Driver::dirty_logging`]. The VFIO core serializes the
-/// migration and logging callbacks of one device only against themselves, so the driver keeps
-/// its own lock around its migration state.
+/// dirty-logging callbacks and [`Driver::dirty_logging`]. The VFIO core does not serialize the
+/// callbacks of a device, and a reset can arrive at any time: the driver keeps its own locks
+/// around its migration and logging state.
 #[vtable]
 pub trait Driver: Send + Sync + Sized + 'static {
     /// The type holding information about each device ID supported by the driver.
@@ -77,8 +77,9 @@ pub trait Driver: Send + Sync + Sized + 'static {
         0
     }
 
-    /// Whether this device supports dirty-page logging. Asked once, at probe.
-    fn dirty_logging(&self) -> bool {
+    /// Whether this device supports dirty-page logging. Asked once, at probe, before the device
+    /// is registered; see [`dma_is_translated`].
+    fn dirty_logging(&self, _pdev: &pci::Device<device::Bound>) -> bool {
         false
     }
 
@@ -99,8 +100,10 @@ pub trait Driver: Send + Sync + Sized + 'static {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Moves the device to `new` along a single arc of the migration state machine; returns the
-    /// data file of the arc, if it opens one (to `STOP_COPY`, `PRE_COPY` or `RESUMING`).
+    /// Moves the device to the requested state `new`. The VFIO core passes the request as is:
+    /// the driver walks it one single arc at a time (the path `vfio_mig_get_next_state()`
+    /// prescribes). Returns the data file the last arc opened, if any (arcs to `STOP_COPY`,
+    /// `PRE_COPY` or `RESUMING`).
     fn migration_set_state(_dev: &Opened<'_, Self>, _new: State) -> Result<Option<ARef<File>>> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
@@ -140,6 +143,14 @@ pub trait Driver: Send + Sync + Sized + 'static {
     ) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+}
+
+/// Whether DMA of `pdev` goes through an IOMMU, which a VFIO user then owns: such a device
+/// reaches kernel memory only through a PASID bound to a kernel domain. Without an IOMMU the
+/// device is used in VFIO no-IOMMU mode, where IOVA is the physical address.
+pub fn dma_is_translated(pdev: &pci::Device<device::Bound>) -> bool {
+    // SAFETY: `pdev` is a valid, bound PCI device; its IOMMU group is set before drivers bind.
+    !unsafe { (*pdev.as_raw()).dev.iommu_group }.is_null()
 }
 
 /// A VFIO PCI core device with the driver's data `T` (`struct vfio_pci_core_device` + `T`).
@@ -234,6 +245,8 @@ impl<'a, T> Opened<'a, T> {
         }
         // SAFETY: `core` is valid by the type invariants of `CoreDevice`.
         let addr = unsafe { (*self.dev.as_raw()).barmap[usize::from(bar)] };
+        // `vfio_pci_core` leaves NULL or an error pointer for a BAR it did not map.
+        let addr = from_err_ptr(addr)?;
         if addr.is_null() {
             return Err(ENODEV);
         }
@@ -579,7 +592,7 @@ impl<T: Driver> Adapter<T> {
                 (*vdev).migration_flags = flags;
             }
         }
-        if VTable::<T>::HAS_LOG && dev.dirty_logging() {
+        if VTable::<T>::HAS_LOG && dev.dirty_logging(core_pdev) {
             // SAFETY: Set before registration, as the VFIO core requires.
             unsafe { (*vdev).log_ops = &VTable::<T>::LOG_OPS };
         }

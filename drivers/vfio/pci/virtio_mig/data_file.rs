@@ -7,6 +7,7 @@ use kernel::{
     bindings,
     fs::File,
     ioctl::_IO,
+    pci,
     new_mutex,
     prelude::*,
     sync::{
@@ -27,7 +28,14 @@ use kernel::{
     },
 };
 
-use crate::shared::mig_stream::MAX_FRAME_LEN;
+use crate::shared::mig_stream::{
+    self,
+    DeviceIdentity,
+    Frame,
+    FrameHeader,
+    StreamError,
+    MAX_FRAME_LEN, //
+};
 
 /// Most bytes a resuming file accepts: a pre-copy frame and a final frame of the largest size.
 pub(crate) const MAX_RESUME_LEN: usize = 2 * MAX_FRAME_LEN;
@@ -149,6 +157,35 @@ pub(crate) struct Resuming {
     pub(crate) data: KVec<u8>,
     /// The arc that made the file was left: writes fail.
     pub(crate) closed: bool,
+    /// The first frame was complete and its identity fits this device.
+    identity_checked: bool,
+}
+
+impl Resuming {
+    /// Checks the first frame as soon as it is complete, so an incompatible or malformed stream
+    /// is refused while the source still runs (the pre-copy frame exists for this), not only at
+    /// RESUMING -> STOP.
+    fn check_first_frame(&mut self, pdev: &pci::Device, identity: &DeviceIdentity) -> Result {
+        if self.identity_checked {
+            return Ok(());
+        }
+        let frame = match FrameHeader::peek(&self.data) {
+            Err(StreamError::Truncated { .. }) => return Ok(()),
+            Ok(header) if self.data.len() < header.total_length => return Ok(()),
+            Ok(_) => Frame::parse(&self.data),
+            Err(e) => Err(e),
+        };
+        let frame = frame.map_err(|e| {
+            dev_err!(pdev, "rejecting migration stream: {}\n", e.reason());
+            EINVAL
+        })?;
+        mig_stream::check_compat(&frame.identity, identity).map_err(|e| {
+            dev_err!(pdev, "rejecting migration stream: incompatible device: {}\n", e.reason());
+            EOPNOTSUPP
+        })?;
+        self.identity_checked = true;
+        Ok(())
+    }
 }
 
 /// A resuming stream, shared by its file and the device until the device leaves RESUMING.
@@ -156,17 +193,28 @@ pub(crate) struct Resuming {
 pub(crate) struct ResumingStream {
     #[pin]
     pub(crate) inner: Mutex<Resuming>,
+    /// The destination device, for messages.
+    pdev: ARef<pci::Device>,
+    /// The destination's identity, which the stream's must be compatible with.
+    identity: DeviceIdentity,
 }
 
 impl ResumingStream {
-    /// A new, empty resuming stream and its file.
-    pub(crate) fn create() -> Result<(Arc<Self>, ARef<File>)> {
+    /// A new, empty resuming stream into the device `identity` describes, and its file.
+    pub(crate) fn create(
+        pdev: &pci::Device<kernel::device::Bound>,
+        identity: DeviceIdentity,
+    ) -> Result<(Arc<Self>, ARef<File>)> {
+        let pdev: ARef<pci::Device> = pdev.into();
         let stream = Arc::pin_init(
             pin_init!(Self {
                 inner <- new_mutex!(Resuming {
                     data: KVec::new(),
                     closed: false,
+                    identity_checked: false,
                 }),
+                pdev,
+                identity,
             }),
             GFP_KERNEL,
         )?;
@@ -199,7 +247,12 @@ impl DataFile for ResumingFile {
             return Err(EFBIG);
         }
         s.data.extend_with(n, 0, GFP_KERNEL)?;
-        if let Err(e) = input.read_slice(&mut s.data[start..]) {
+        let stream = &this.stream;
+        let result = input
+            .read_slice(&mut s.data[start..])
+            .and_then(|()| s.check_first_frame(&stream.pdev, &stream.identity));
+        if let Err(e) = result {
+            // A refused write adds nothing to the stream.
             s.data.truncate(start);
             return Err(e);
         }

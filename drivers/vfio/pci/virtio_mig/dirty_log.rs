@@ -18,10 +18,6 @@ use kernel::{
         Mutex,
         SpinLock, //
     },
-    time::{
-        delay::fsleep,
-        Delta, //
-    },
     vfio::{
         log::{
             IovaBitmap,
@@ -40,6 +36,7 @@ use kernel::{
 
 use crate::{
     driver::VirtioVfioMig,
+    queues,
     shared::dirty_bitmap::{
         self,
         HarvestRange,
@@ -103,15 +100,7 @@ fn arm(tracker: &TrackerCfg<'_>, bitmap: &DeviceDirtyBitmap, gra_power: u8) -> R
 /// Disables the tracker and waits, bounded, until the device confirms it.
 fn disarm(tracker: &TrackerCfg<'_>, timeout_ms: u32) -> Result {
     tracker.set_enable(0)?;
-    let mut waited_ms = 0;
-    while tracker.enable()? != 0 {
-        if waited_ms >= timeout_ms {
-            return Err(ETIMEDOUT);
-        }
-        fsleep(Delta::from_millis(1));
-        waited_ms += 1;
-    }
-    Ok(())
+    queues::wait_for(timeout_ms, || Ok(tracker.enable()? == 0)).map(|_| ())
 }
 
 impl DirtyLog {

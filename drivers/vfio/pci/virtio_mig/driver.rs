@@ -4,7 +4,10 @@
 //! registers for each.
 
 use kernel::{
-    device::Core,
+    device::{
+        Bound,
+        Core, //
+    },
     fs::File,
     pci,
     prelude::*,
@@ -19,6 +22,7 @@ use kernel::{
             State, //
         },
         pci::{
+            self as pci_vfio,
             CoreDevice,
             Driver,
             Opened, //
@@ -131,8 +135,11 @@ impl Driver for VirtioVfioMig {
         Ok(())
     }
 
-    fn dirty_logging(&self) -> bool {
-        self.caps.caps().memory_track.is_some()
+    fn dirty_logging(&self, pdev: &pci::Device<Bound>) -> bool {
+        // The tracker bitmap is kernel memory: a device whose DMA the VFIO user's IOMMU domain
+        // translates cannot reach it (there is no PASID path yet), so logging is not offered
+        // rather than failing when a migration starts.
+        self.caps.caps().memory_track.is_some() && !pci_vfio::dma_is_translated(pdev)
     }
 
     fn close_device(dev: &Opened<'_, Self>) {

@@ -289,8 +289,8 @@ impl Migration {
             match self.act(dev, &regs, inner, action, &mut file) {
                 Ok(()) => {}
                 // A rejected stream leaves the device and the state as they were.
-                Err(e) if action == Action::LoadState => return Err(e),
-                Err(e) => {
+                Err(Failure::Rejected(e)) => return Err(e),
+                Err(Failure::Device(e)) => {
                     dev_err!(
                         pdev,
                         "{} -> {}: {} failed ({:?}); device in ERROR until reset\n",
@@ -317,7 +317,7 @@ impl Migration {
         inner: &mut Inner,
         action: Action,
         file: &mut Option<ARef<File>>,
-    ) -> Result {
+    ) -> Result<(), Failure> {
         let identity = inner.identity.ok_or(ENODEV)?;
         match action {
             Action::QuiesceQueues => {
@@ -359,19 +359,34 @@ impl Migration {
                 s.complete = true;
             }
             Action::OpenResumingFile => {
-                let (stream, f) = ResumingStream::create()?;
+                let (stream, f) = ResumingStream::create(dev.device().pdev(), identity)?;
                 inner.resuming = Some(stream);
                 *file = Some(f);
             }
             Action::LoadState => {
-                let resuming = inner.resuming.as_ref().ok_or(EINVAL)?;
+                let resuming = inner.resuming.clone().ok_or(EINVAL)?;
                 let r = resuming.inner.lock();
-                let frame = validate(dev, &r.data, &identity)?;
+                // The whole stream is checked before anything is programmed into the device.
+                let frame = validate(dev, &r.data, &identity).map_err(Failure::Rejected)?;
                 inner.stopped = snapshot::restore(regs, &frame, timeout_ms())?;
             }
             Action::CloseFiles => inner.close_files(),
         }
         Ok(())
+    }
+}
+
+/// Why an action of an arc failed.
+enum Failure {
+    /// The resuming stream is invalid or incompatible; nothing was done to the device.
+    Rejected(Error),
+    /// The device failed: its state is no longer known.
+    Device(Error),
+}
+
+impl<E: Into<Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self::Device(e.into())
     }
 }
 

@@ -59,18 +59,27 @@ pub(crate) fn quiesce(regs: &Regs<'_>, timeout_ms: u32) -> Result<QueueSet> {
         }
         stopped.insert(q);
     }
-    let mut waited_ms = 0u32;
+    // One budget for all queues: they drain in parallel.
+    let mut budget = timeout_ms;
     for q in (0..n).filter(|&q| stopped.contains(q)) {
         regs.state.select_queue(q)?;
-        while regs.state.queue_status()? != 0 {
-            if waited_ms >= timeout_ms {
-                return Err(ETIMEDOUT);
-            }
-            fsleep(Delta::from_millis(1));
-            waited_ms += 1;
-        }
+        budget = wait_for(budget, || Ok(regs.state.queue_status()? == 0))?;
     }
     Ok(stopped)
+}
+
+/// Polls `done` every millisecond until it holds, for at most `timeout_ms`; returns the time
+/// left. A device that never gets there costs a bounded wait and `ETIMEDOUT`, never a hang.
+pub(crate) fn wait_for(timeout_ms: u32, mut done: impl FnMut() -> Result<bool>) -> Result<u32> {
+    let mut left = timeout_ms;
+    while !done()? {
+        if left == 0 {
+            return Err(ETIMEDOUT);
+        }
+        fsleep(Delta::from_millis(1));
+        left -= 1;
+    }
+    Ok(left)
 }
 
 /// Restarts `queues` from their `last_avail_idx` and kicks each, so the device looks at

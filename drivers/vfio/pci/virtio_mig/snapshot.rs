@@ -111,8 +111,10 @@ pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8
 pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout_ms: u32) -> Result<QueueSet> {
     let driver = frame.driver.ok_or(EINVAL)?;
     let status = driver.device_status;
-    // Start from a reset device: it forgets any queue and feature state it had.
+    // Start from a reset device: it forgets any queue and feature state it had. The reset is
+    // done when the status reads back 0.
     regs.common.set_device_status(0)?;
+    queues::wait_for(timeout_ms, || Ok(regs.common.device_status()? == 0))?;
     regs.common.set_device_status(
         status & (caps::VIRTIO_STATUS_ACKNOWLEDGE | caps::VIRTIO_STATUS_DRIVER),
     )?;
