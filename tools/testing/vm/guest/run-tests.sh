@@ -1,11 +1,13 @@
 #!/bin/bash
 # Guest side of 'make check': the in-VM suites, each framed for the host summarizer.
 #
-#   run-tests.sh [all|viommu|mig-load|mig-fault]
+#   run-tests.sh [all|viommu|mig-load|mig-fault|dirty-gra|dirty-past-length|dirty-byte]
 #
 # "viommu" is the smoke run with DMA translated by an emulated IOMMU: binding and I/O only.
 # "mig-load" and "mig-fault" need device models started with other options (requests held in
 # flight, queues that never stop): tools/testing/vm/run-fault-tests.sh boots a VM for each.
+# "dirty-gra", "dirty-past-length" and "dirty-byte" likewise run the dirty-logging test against
+# other device-model options: tools/testing/vm/run-dirty-fault-tests.sh.
 
 source "$(dirname "$0")/lib.sh"
 guest_setup
@@ -81,6 +83,52 @@ dirty_log_tests() {
 	"$SELFTESTS/vfio_dirty_log_test" "$bdf" 2>&1
 }
 
+# The dirty-logging test against device models started with other options, one VM boot each
+# (tools/testing/vm/run-dirty-fault-tests.sh). The environment tells the test what to expect.
+#   gra          devsim --min-gra-power 2: the device tracks 16 KiB pages
+#   past-length  devsim --fault-bits-past-length, and max_bitmap_kib=256 so that START must
+#                coarsen the page size for high ranges
+#   byte         devsim --byte-granular-dirty: whole bitmap bytes, eight pages at a time
+# The cases that do not depend on the device (argument checks) run in the "all" set only.
+DIRTY_DEVICE_TESTS="report_exact_4k report_exact_2m report_at_4k report_again_clean above_4g
+	harvest_race start_stop_cycles vfio_reset_reports_all virtio_reset_reports_all"
+
+dirty_log_variant() {
+	local variant=$1 bdf params="" tests=$DIRTY_DEVICE_TESTS t args=() env=() marks rc
+	case $variant in
+	gra) env=(VIRTIO_MIG_DEVICE_PAGE=16384) ;;
+	past-length)
+		env=(VIRTIO_MIG_FAULT_PAST_LENGTH=1 VIRTIO_MIG_MAX_BITMAP_KIB=256)
+		params="max_bitmap_kib=256"
+		tests+=" bitmap_cap range_at_256g past_length_fault"
+		;;
+	byte) env=(VIRTIO_MIG_BYTE_GRANULAR=1) ;;
+	esac
+	echo 8 >/proc/sys/vm/nr_hugepages
+	bdf=$(devsim_devices | head -n 1)
+	# The driver parameters apply at load time.
+	if [ -d "/sys/module/$DRIVER" ] && [ -n "$params" ]; then
+		[ -e "/sys/bus/pci/devices/$bdf/driver" ] &&
+			echo "$bdf" >"/sys/bus/pci/devices/$bdf/driver/unbind"
+		modprobe -r "$DRIVER" || { echo "not ok 1 modprobe -r $DRIVER"; return 1; }
+	fi
+	modprobe "$DRIVER" $params || { echo "not ok 1 modprobe $DRIVER $params"; return 1; }
+	[ "$(basename "$(readlink "/sys/bus/pci/devices/$bdf/driver")")" = "$DRIVER" ] ||
+		bind_driver "$bdf" || { echo "not ok 1 bind $bdf"; return 1; }
+	for t in $tests; do
+		args+=(-t "$t")
+	done
+	marks=$(dmesg | wc -l)
+	env "${env[@]}" "$SELFTESTS/vfio_dirty_log_test" "$bdf" "${args[@]}" 2>&1
+	rc=$?
+	# The kernel must have stayed healthy whatever the device did.
+	if dmesg | tail -n +"$((marks + 1))" | grep -E "WARNING:|BUG:|Oops|Call Trace"; then
+		echo "# kernel warnings while the test ran (above)"
+		rc=1
+	fi
+	return $rc
+}
+
 unload() {
 	modprobe -r "$DRIVER" && echo "ok 1 modprobe -r $DRIVER" ||
 		{ echo "not ok 1 modprobe -r $DRIVER"; return 1; }
@@ -105,6 +153,9 @@ mig-load)
 	;;
 mig-fault)
 	run_suite kselftest-vfio-virtio-mig-fault mig_fault_tests
+	;;
+dirty-gra|dirty-past-length|dirty-byte)
+	run_suite "kselftest-vfio-$1" dirty_log_variant "${1#dirty-}"
 	;;
 *)
 	echo "unknown suite set $1" >&2
