@@ -36,7 +36,8 @@ selftests: kernel
 	$(IN_ROOT) $(VM)/selftests-build.sh
 
 run: all
-	$(IN_ROOT) $(VM)/run-vm.sh --timeout 600 -- $(VM)/guest/demo.sh
+	$(IN_ROOT) $(VM)/run-vm.sh --timeout 600 --devsim-args "--request-delay-ms 100" -- \
+		$(VM)/guest/demo.sh
 
 vm: all
 	$(IN_ROOT) $(VM)/run-vm.sh --interactive
@@ -50,8 +51,11 @@ check: all
 	-$(IN_ROOT) $(VM)/run-vm.sh --timeout 900 -- $(VM)/guest/run-tests.sh 2>&1 | tee $(LOGS)/vm.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --viommu --timeout 600 -- $(VM)/guest/run-tests.sh viommu 2>&1 \
 		| tee $(LOGS)/vm-viommu.log
+	-$(IN_ROOT) $(VM)/run-fault-tests.sh 2>&1 | tee $(LOGS)/vm-mig-faults.log
+	-$(IN_ROOT) $(VM)/run-dirty-fault-tests.sh 2>&1 | tee $(LOGS)/vm-dirty-faults.log
 	@python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/core.log $(LOGS)/devsim.log \
-		$(LOGS)/vm.log $(LOGS)/vm-viommu.log
+		$(LOGS)/vm.log $(LOGS)/vm-viommu.log $(LOGS)/vm-mig-faults.log \
+		$(LOGS)/vm-dirty-faults.log
 
 # Benchmarks report ratios against a baseline measured in the same run, never pass/fail.
 bench: all

@@ -15,6 +15,8 @@ source "$(dirname "$0")/common.sh"
 
 KOUT=$CACHE_DIR/build/kout
 RUN_DIR=/run/virtio-devsim
+# Device-model counters, refreshed twice a second, where the guest can read them.
+STATS_DIR=$CACHE_DIR/build/devsim-stats
 MEMORY=2G
 DEVICES=2
 
@@ -34,20 +36,22 @@ done
 [ -e "$KOUT/arch/x86/boot/bzImage" ] || die "no guest kernel: run 'make kernel'"
 
 pids=()
+stats_pid=
 cleanup() {
+	[ -z "$stats_pid" ] || kill "$stats_pid" 2>/dev/null || true
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	rm -rf "$RUN_DIR"
 }
 trap cleanup EXIT INT TERM
 
-rm -rf "$RUN_DIR"
-mkdir -p "$RUN_DIR"
+rm -rf "$RUN_DIR" "$STATS_DIR"
+mkdir -p "$RUN_DIR" "$STATS_DIR"
 qemu_opts="-object memory-backend-memfd,id=guestmem,size=$MEMORY,share=on"
 qemu_opts+=" -machine q35,memory-backend=guestmem"
 for i in $(seq 0 $((DEVICES - 1))); do
 	"$DEVSIM_BIN" --socket "$RUN_DIR/devsim$i.sock" --backing "$RUN_DIR/disk$i.img" \
-		--serial "devsim$i" --stats-file "$RUN_DIR/devsim$i.stats" "${devsim_args[@]}" \
+		--serial "devsim$i" --stats-file "$STATS_DIR/devsim$i.stats" "${devsim_args[@]}" \
 		>"$RUN_DIR/devsim$i.log" 2>&1 &
 	pids+=($!)
 	# vng splits these options like a shell: single quotes keep the JSON's double quotes.
@@ -61,6 +65,9 @@ for i in $(seq 0 $((DEVICES - 1))); do
 	done
 	[ -S "$RUN_DIR/devsim$i.sock" ] || die "devsim$i did not create its socket within 10 s"
 done
+
+(while sleep 0.5; do kill -USR1 "${pids[@]}" 2>/dev/null || exit 0; done) &
+stats_pid=$!
 
 append=(--append "console=ttyS0 loglevel=6")
 if [ $viommu = 1 ]; then

@@ -6,7 +6,9 @@ use kernel::{
     prelude::*,
     time::{
         delay::fsleep,
-        Delta, //
+        Delta,
+        Instant,
+        Monotonic, //
     },
     virtio::pci::virtio_pci_caps as caps,
 };
@@ -68,18 +70,22 @@ pub(crate) fn quiesce(regs: &Regs<'_>, timeout_ms: u32) -> Result<QueueSet> {
     Ok(stopped)
 }
 
-/// Polls `done` every millisecond until it holds, for at most `timeout_ms`; returns the time
-/// left. A device that never gets there costs a bounded wait and `ETIMEDOUT`, never a hang.
+/// Polls `done` until it holds, for at most `timeout_ms` of elapsed time (sleeps last longer
+/// than asked on coarse clocks, so time is measured, not counted); returns the time left. A
+/// device that never gets there costs a bounded wait and `ETIMEDOUT`, never a hang.
 pub(crate) fn wait_for(timeout_ms: u32, mut done: impl FnMut() -> Result<bool>) -> Result<u32> {
-    let mut left = timeout_ms;
-    while !done()? {
-        if left == 0 {
+    let start = Instant::<Monotonic>::now();
+    let limit = i64::from(timeout_ms);
+    loop {
+        if done()? {
+            let left = limit - start.elapsed().as_millis();
+            return Ok(u32::try_from(left.max(0)).unwrap_or(0));
+        }
+        if start.elapsed().as_millis() >= limit {
             return Err(ETIMEDOUT);
         }
         fsleep(Delta::from_millis(1));
-        left -= 1;
     }
-    Ok(left)
 }
 
 /// Restarts `queues` from their `last_avail_idx` and kicks each, so the device looks at

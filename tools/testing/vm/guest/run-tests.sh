@@ -12,10 +12,20 @@
 source "$(dirname "$0")/lib.sh"
 guest_setup
 
+# KUnit suites built into the kernel ran at boot; debugfs keeps their KTAP results.
+KUNIT_SUITES="rust_virtio_pci_caps rust_vfio_migration"
+
 kunit_results() {
-	local suite=/sys/kernel/debug/kunit/rust_virtio_pci_caps/results
-	[ -r "$suite" ] || { echo "not ok 1 rust_virtio_pci_caps # results missing"; return 1; }
-	cat "$suite"
+	local suite rc=0
+	for suite in $KUNIT_SUITES; do
+		if [ -r "/sys/kernel/debug/kunit/$suite/results" ]; then
+			cat "/sys/kernel/debug/kunit/$suite/results"
+		else
+			echo "not ok 1 $suite # results missing"
+			rc=1
+		fi
+	done
+	return $rc
 }
 
 bind_tests() {
@@ -136,7 +146,7 @@ unload() {
 
 case "${1:-all}" in
 all)
-	run_suite kunit-virtio-pci-caps kunit_results
+	run_suite kunit kunit_results
 	run_suite kselftest-virtio-mig-bind bind_tests
 	run_suite kselftest-vfio-virtio-blk blk_tests
 	run_suite kselftest-vfio-unbind unbind_tests
