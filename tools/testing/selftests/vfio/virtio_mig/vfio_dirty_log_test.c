@@ -618,6 +618,7 @@ static void *race_workload(void *arg)
 	bool busy[NREQ] = {};
 
 	while (race->ndone < RACE_REQUESTS && !race->stop) {
+		unsigned int was = submitted;
 		void *cookie;
 		uint32_t len;
 		int ret;
@@ -641,7 +642,9 @@ static void *race_workload(void *arg)
 			busy[i] = true;
 			submitted++;
 		}
-		vu_vq_kick(&self->vq);
+		/* Each kick is a message to the device model: only for new requests. */
+		if (submitted != was)
+			vu_vq_kick(&self->vq);
 		ret = vu_vq_harvest(&self->vq, &cookie, &len);
 		if (ret < 0) {
 			race->err = ret;
