@@ -124,4 +124,11 @@ impl IovaBitmap<'_> {
         // SAFETY: By the type invariants `ptr` is a valid bitmap lent to us exclusively.
         unsafe { bindings::iova_bitmap_set(self.ptr, iova as usize, length as usize) };
     }
+
+    /// Fails with the first error met while marking, typically `EFAULT` when the user's bitmap
+    /// could not be pinned: the marked ranges did not all reach the user, who gets the error.
+    pub fn error(&self) -> crate::error::Result {
+        // SAFETY: By the type invariants `ptr` is a valid bitmap lent to us exclusively.
+        crate::error::to_result(unsafe { bindings::iova_bitmap_error(self.ptr) })
+    }
 }

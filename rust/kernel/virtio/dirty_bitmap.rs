@@ -5,6 +5,7 @@
 use crate::{
     device,
     dma::{
+        attrs::DMA_ATTR_NO_WARN,
         Coherent,
         DmaAddress, //
     },
@@ -24,14 +25,15 @@ pub struct DeviceDirtyBitmap {
 }
 
 impl DeviceDirtyBitmap {
-    /// Allocates a zeroed bitmap of `words` 64-bit words for `dev`.
+    /// Allocates a zeroed bitmap of `words` 64-bit words for `dev`. Fails quietly with `ENOMEM`
+    /// when no contiguous memory that large is available, so the caller can try a smaller one.
     pub fn new(dev: &device::Device<device::Bound>, words: usize) -> Result<Self> {
         if words == 0 {
             return Err(EINVAL);
         }
         // INVARIANT: The allocation is only accessed through `words()`.
         Ok(Self {
-            mem: Coherent::zeroed_slice(dev, words, GFP_KERNEL)?,
+            mem: Coherent::zeroed_slice_with_attrs(dev, words, GFP_KERNEL, DMA_ATTR_NO_WARN)?,
         })
     }
 

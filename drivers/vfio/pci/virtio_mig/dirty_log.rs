@@ -159,8 +159,18 @@ impl DirtyLog {
             gra_shift += 1;
             bytes = dirty_bitmap::bitmap_bytes(end, gra_shift).ok_or(EINVAL)?;
         }
+        // The bitmap is one contiguous DMA allocation: when memory that large is not available,
+        // coarser pages need a smaller one.
+        let bitmap = loop {
+            match DeviceDirtyBitmap::new(pdev.as_ref(), usize::try_from(bytes / 8)?) {
+                Err(e) if e == ENOMEM && bytes > 8 => {
+                    gra_shift += 1;
+                    bytes = dirty_bitmap::bitmap_bytes(end, gra_shift).ok_or(EINVAL)?;
+                }
+                result => break result?,
+            }
+        };
         let gra_power = u8::try_from(gra_shift - MIN_PAGE_SHIFT)?;
-        let bitmap = DeviceDirtyBitmap::new(pdev.as_ref(), usize::try_from(bytes / 8)?)?;
         let tracker = tracker(dev)?;
         let gra_shift = arm(&tracker, &bitmap, gra_power).inspect_err(|_| {
             dev_err!(pdev, "the tracker did not accept gra_power {}\n", gra_power);
@@ -262,6 +272,17 @@ impl DirtyLog {
             dev_dbg!(pdev, "harvest refused: {:?}\n", e);
             EINVAL
         })?;
+        if let Err(e) = dirty.error() {
+            // The user's bitmap missed pages whose records were just cleared: report the whole
+            // range again next time rather than lose them.
+            dev_dbg!(pdev, "report of [{:#x}, {:#x}] failed ({:?})\n", iova, last, e);
+            for r in session.ranges.iter_mut() {
+                if r.start <= last && iova <= r.last {
+                    r.report_all = true;
+                }
+            }
+            return Err(e);
+        }
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ kernel::module_vfio_pci_driver! {
             description: "Longest wait, in ms, for the device to stop a queue or its tracker",
         },
         max_bitmap_kib: u32 {
-            default: 32768,
+            default: 4096,
             description: "Most memory, in KiB, of a dirty bitmap; coarser pages keep it below",
         },
     },

@@ -17,7 +17,7 @@
  *   skipped, as it is without no-IOMMU mode.
  *
  * Environment, for devices or driver settings other than the defaults:
- *   VIRTIO_MIG_MAX_BITMAP_KIB   the driver's max_bitmap_kib (default 32768)
+ *   VIRTIO_MIG_MAX_BITMAP_KIB   the driver's max_bitmap_kib (default 4096)
  *   VIRTIO_MIG_DEVICE_PAGE      the device's tracking page size, when it raises
  *                               gra_power (devsim --min-gra-power); default 4096
  *   VIRTIO_MIG_BYTE_GRANULAR=1  the device sets whole bitmap bytes
@@ -68,7 +68,7 @@
 
 static char bdf[VD_BDF_LEN];
 static char skip_reason[256];
-static uint64_t max_bitmap_bytes = 32768 * 1024ULL;
+static uint64_t max_bitmap_bytes = 4096 * 1024ULL;
 static uint64_t device_page = SZ_4K;
 static bool byte_granular;
 static bool fault_past_length;
@@ -1078,7 +1078,7 @@ int main(int argc, char **argv)
 	char *p;
 	int n;
 
-	max_bitmap_bytes = env_u64("VIRTIO_MIG_MAX_BITMAP_KIB", 32768) * 1024;
+	max_bitmap_bytes = env_u64("VIRTIO_MIG_MAX_BITMAP_KIB", 4096) * 1024;
 	device_page = env_u64("VIRTIO_MIG_DEVICE_PAGE", SZ_4K);
 	byte_granular = env_u64("VIRTIO_MIG_BYTE_GRANULAR", 0);
 	fault_past_length = env_u64("VIRTIO_MIG_FAULT_PAST_LENGTH", 0);
