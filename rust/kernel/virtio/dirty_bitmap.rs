@@ -52,6 +52,8 @@ impl DeviceDirtyBitmap {
         // SAFETY: By the type invariants the allocation holds `len()` aligned 64-bit words that
         // live as long as `self` and are only accessed atomically; `AtomicU64` has the size and
         // alignment of `u64`.
-        unsafe { core::slice::from_raw_parts(self.mem.as_ptr().cast::<AtomicU64>(), self.mem.len()) }
+        unsafe {
+            core::slice::from_raw_parts(self.mem.as_ptr().cast::<AtomicU64>(), self.mem.len())
+        }
     }
 }

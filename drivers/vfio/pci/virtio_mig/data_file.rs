@@ -7,8 +7,7 @@ use kernel::{
     bindings,
     fs::File,
     ioctl::_IO,
-    pci,
-    new_mutex,
+    new_mutex, pci,
     prelude::*,
     sync::{
         aref::ARef,
@@ -180,7 +179,11 @@ impl Resuming {
             EINVAL
         })?;
         mig_stream::check_compat(&frame.identity, identity).map_err(|e| {
-            dev_err!(pdev, "rejecting migration stream: incompatible device: {}\n", e.reason());
+            dev_err!(
+                pdev,
+                "rejecting migration stream: incompatible device: {}\n",
+                e.reason()
+            );
             EOPNOTSUPP
         })?;
         self.identity_checked = true;

@@ -11,8 +11,7 @@
 //! granularity or enable bit changed under us), the whole requested range is reported dirty.
 
 use kernel::{
-    new_mutex,
-    new_spinlock,
+    new_mutex, new_spinlock,
     prelude::*,
     sync::{
         Mutex,
@@ -78,7 +77,10 @@ fn max_bitmap_bytes() -> u64 {
 
 fn tracker<'a>(dev: &'a Opened<'_, VirtioVfioMig>) -> Result<TrackerCfg<'a>> {
     let region = dev.caps().caps().memory_track.ok_or(ENODEV)?;
-    Ok(TrackerCfg::new(CapWindow::new(dev.bar(region.bar)?, region)))
+    Ok(TrackerCfg::new(CapWindow::new(
+        dev.bar(region.bar)?,
+        region,
+    )))
 }
 
 /// Points the tracker at `bitmap` with granularity `gra_power` and enables it; returns the
@@ -236,15 +238,18 @@ impl DirtyLog {
             .and_then(|l| iova.checked_add(l))
             .ok_or(EINVAL)?;
         if !covered(&session.ranges, iova, last) {
-            dev_dbg!(pdev, "report of [{:#x}, {:#x}] outside the logged ranges\n", iova, last);
+            dev_dbg!(
+                pdev,
+                "report of [{:#x}, {:#x}] outside the logged ranges\n",
+                iova,
+                last
+            );
             return Err(EINVAL);
         }
         let tracker = tracker(dev)?;
         let reset = core::mem::replace(&mut *self.reset_pending.lock(), false);
         let expected_power = u8::try_from(session.gra_shift - MIN_PAGE_SHIFT)?;
-        let intact = !reset
-            && tracker.enable()? == 1
-            && tracker.gra_power()? == expected_power;
+        let intact = !reset && tracker.enable()? == 1 && tracker.gra_power()? == expected_power;
         if !intact {
             dev_dbg!(pdev, "tracker records lost; re-arming and reporting all\n");
             for r in session.ranges.iter_mut() {
@@ -275,7 +280,13 @@ impl DirtyLog {
         if let Err(e) = dirty.error() {
             // The user's bitmap missed pages whose records were just cleared: report the whole
             // range again next time rather than lose them.
-            dev_dbg!(pdev, "report of [{:#x}, {:#x}] failed ({:?})\n", iova, last, e);
+            dev_dbg!(
+                pdev,
+                "report of [{:#x}, {:#x}] failed ({:?})\n",
+                iova,
+                last,
+                e
+            );
             for r in session.ranges.iter_mut() {
                 if r.start <= last && iova <= r.last {
                     r.report_all = true;

@@ -35,6 +35,11 @@ use crate::{
         SavingStream, //
     },
     driver::VirtioVfioMig,
+    queues::{
+        self,
+        QueueSet, //
+    },
+    regs::Regs,
     shared::{
         mig_fsm::{
             self,
@@ -50,11 +55,6 @@ use crate::{
             FRAME_FINAL, //
         },
     },
-    queues::{
-        self,
-        QueueSet, //
-    },
-    regs::Regs,
     snapshot,
 };
 

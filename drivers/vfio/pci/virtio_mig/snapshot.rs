@@ -6,6 +6,11 @@
 use kernel::{pci, prelude::*, virtio::pci::virtio_pci_caps as caps};
 
 use crate::{
+    queues::{
+        self,
+        QueueSet, //
+    },
+    regs::Regs,
     shared::mig_stream::{
         self,
         DeviceIdentity,
@@ -15,11 +20,6 @@ use crate::{
         SavedState,
         MAX_DEVICE_CONFIG_LEN, //
     },
-    queues::{
-        self,
-        QueueSet, //
-    },
-    regs::Regs,
 };
 
 /// Virtio device IDs of modern functions start here (0x1040 + device type).
