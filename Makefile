@@ -51,11 +51,9 @@ check: all
 	-$(IN_ROOT) $(VM)/run-vm.sh --timeout 900 -- $(VM)/guest/run-tests.sh 2>&1 | tee $(LOGS)/vm.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --viommu --timeout 600 -- $(VM)/guest/run-tests.sh viommu 2>&1 \
 		| tee $(LOGS)/vm-viommu.log
-	-$(IN_ROOT) $(VM)/run-fault-tests.sh 2>&1 | tee $(LOGS)/vm-mig-faults.log
-	-$(IN_ROOT) $(VM)/run-dirty-fault-tests.sh 2>&1 | tee $(LOGS)/vm-dirty-faults.log
+	-$(IN_ROOT) $(VM)/run-variant-tests.sh 2>&1 | tee $(LOGS)/vm-variants.log
 	@python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/core.log $(LOGS)/devsim.log \
-		$(LOGS)/vm.log $(LOGS)/vm-viommu.log $(LOGS)/vm-mig-faults.log \
-		$(LOGS)/vm-dirty-faults.log
+		$(LOGS)/vm.log $(LOGS)/vm-viommu.log $(LOGS)/vm-variants.log
 
 # Benchmarks report ratios against a baseline measured in the same run, never pass/fail.
 bench: all

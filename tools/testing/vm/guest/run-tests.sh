@@ -5,9 +5,9 @@
 #
 # "viommu" is the smoke run with DMA translated by an emulated IOMMU: binding and I/O only.
 # "mig-load" and "mig-fault" need device models started with other options (requests held in
-# flight, queues that never stop): tools/testing/vm/run-fault-tests.sh boots a VM for each.
+# flight, queues that never stop): tools/testing/vm/run-variant-tests.sh boots a VM for each.
 # "dirty-gra", "dirty-past-length" and "dirty-byte" likewise run the dirty-logging test against
-# other device-model options: tools/testing/vm/run-dirty-fault-tests.sh.
+# other device-model options: tools/testing/vm/run-variant-tests.sh.
 
 source "$(dirname "$0")/lib.sh"
 guest_setup
@@ -94,7 +94,7 @@ dirty_log_tests() {
 }
 
 # The dirty-logging test against device models started with other options, one VM boot each
-# (tools/testing/vm/run-dirty-fault-tests.sh). The environment tells the test what to expect.
+# (tools/testing/vm/run-variant-tests.sh). The environment tells the test what to expect.
 #   gra          devsim --min-gra-power 2: the device tracks 16 KiB pages
 #   past-length  devsim --fault-bits-past-length, and max_bitmap_kib=256 so that START must
 #                coarsen the page size for high ranges

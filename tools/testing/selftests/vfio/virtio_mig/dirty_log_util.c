@@ -9,26 +9,6 @@
 
 #include "dirty_log_util.h"
 
-int dl_feature(int fd, uint32_t flags, void *data, size_t len)
-{
-	struct vfio_device_feature *f;
-	int ret = 0;
-
-	f = calloc(1, sizeof(*f) + len);
-	if (!f)
-		return -ENOMEM;
-	f->argsz = sizeof(*f) + len;
-	f->flags = flags;
-	if (len)
-		memcpy(f->data, data, len);
-	if (ioctl(fd, VFIO_DEVICE_FEATURE, f))
-		ret = -errno;
-	else if (len)
-		memcpy(data, f->data, len);
-	free(f);
-	return ret;
-}
-
 int dl_start(int fd, const struct dl_range *r, unsigned int n, uint64_t *page_size)
 {
 	struct vfio_device_feature_dma_logging_range ranges[DL_MAX_RANGES];
@@ -46,7 +26,7 @@ int dl_start(int fd, const struct dl_range *r, unsigned int n, uint64_t *page_si
 		ranges[i].iova = r[i].iova;
 		ranges[i].length = r[i].len;
 	}
-	ret = dl_feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+	ret = vd_feature_fd(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
 			 &ctl, sizeof(ctl));
 	if (!ret)
 		*page_size = ctl.page_size;
@@ -55,7 +35,7 @@ int dl_start(int fd, const struct dl_range *r, unsigned int n, uint64_t *page_si
 
 int dl_stop(int fd)
 {
-	return dl_feature(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+	return vd_feature_fd(fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
 			  NULL, 0);
 }
 
@@ -68,7 +48,7 @@ int dl_report(int fd, uint64_t iova, uint64_t len, uint64_t page_size, void *bit
 		.bitmap = (uintptr_t)bitmap,
 	};
 
-	return dl_feature(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+	return vd_feature_fd(fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
 			  &rep, sizeof(rep));
 }
 

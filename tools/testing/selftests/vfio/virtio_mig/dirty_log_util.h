@@ -37,9 +37,6 @@ struct dl_set {
 	uint64_t *tmp[DL_MAX_RANGES];
 };
 
-/* VFIO_DEVICE_FEATURE on @fd; @data (may be NULL) is copied back. 0 or -errno. */
-int dl_feature(int fd, uint32_t flags, void *data, size_t len);
-
 /*
  * START over @n ranges with *@page_size; on success *@page_size is the
  * page size the driver uses. Returns 0 or -errno.

@@ -465,7 +465,7 @@ void vd_dma_unmap(struct vd *d)
 	}
 }
 
-int vd_feature(struct vd *d, uint32_t flags, void *data, size_t len)
+int vd_feature_fd(int fd, uint32_t flags, void *data, size_t len)
 {
 	struct vfio_device_feature *f;
 	int ret = 0;
@@ -477,10 +477,16 @@ int vd_feature(struct vd *d, uint32_t flags, void *data, size_t len)
 	f->flags = flags;
 	if (len)
 		memcpy(f->data, data, len);
-	if (ioctl(d->fd, VFIO_DEVICE_FEATURE, f))
+	if (ioctl(fd, VFIO_DEVICE_FEATURE, f))
 		ret = -errno;
-	else if (len && (flags & VFIO_DEVICE_FEATURE_GET))
+	else if (len)
+		/* GET fills the payload in; some SETs (DMA_LOGGING_START) update it too. */
 		memcpy(data, f->data, len);
 	free(f);
 	return ret;
+}
+
+int vd_feature(struct vd *d, uint32_t flags, void *data, size_t len)
+{
+	return vd_feature_fd(d->fd, flags, data, len);
 }

@@ -72,5 +72,7 @@ void vd_dma_unmap(struct vd *d);
  * bytes is the payload, filled in on GET. Returns 0 or -errno.
  */
 int vd_feature(struct vd *d, uint32_t flags, void *data, size_t len);
+/* The same on a device file descriptor; the payload is copied back on success. */
+int vd_feature_fd(int fd, uint32_t flags, void *data, size_t len);
 
 #endif /* VFIO_DEV_H */

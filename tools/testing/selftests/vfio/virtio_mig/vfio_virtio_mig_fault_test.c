@@ -10,7 +10,7 @@
  * same holds for the stop on the way from PRE_COPY to STOP_COPY (whose data
  * fd then fails), and for the stop of the queues a RESUMING -> STOP restores.
  *
- * This needs its own VM boot: tools/testing/vm/run-fault-tests.sh starts the
+ * This needs its own VM boot: tools/testing/vm/run-variant-tests.sh starts the
  * device models with --fault-never-stop and runs
  * tools/testing/vm/guest/run-tests.sh mig-fault, which loads the module with
  * stop_timeout_ms=500 and runs this program with --never-stop
@@ -323,7 +323,7 @@ int main(int argc, char **argv)
 	}
 	if (!never_stop)
 		snprintf(skip_reason, sizeof(skip_reason), "needs a device started with "
-			 "--fault-never-stop and --never-stop (tools/testing/vm/run-fault-tests.sh)");
+			 "--fault-never-stop and --never-stop (tools/testing/vm/run-variant-tests.sh)");
 	for (i = 0; i < 2 && !skip_reason[0]; i++) {
 		const char *bdf = i ? bdf_b : bdf_a;
 

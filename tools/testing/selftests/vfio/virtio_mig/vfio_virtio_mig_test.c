@@ -25,7 +25,7 @@
  * The load test has requests in flight at the stop only when the device
  * model holds them (virtio-devsim --request-delay-ms); without that it still
  * checks the migration but mostly of an idle queue. tools/testing/vm/
- * run-fault-tests.sh boots a VM with --request-delay-ms 20 for it.
+ * run-variant-tests.sh boots a VM with --request-delay-ms 20 for it.
  *
  * Usage: vfio_virtio_mig_test [BDF_A BDF_B] [harness options]
  *   Without BDFs the first two device-model functions (1af4:1042, subsystem

@@ -8,7 +8,6 @@
  *
  * Usage: virtio_mig_bind_test [EXPECTED_DEVICES]   (default 2)
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 
 #include "../../kselftest.h"
+#include "vfio_dev.h"
 
 #define DRIVER "virtio_vfio_mig"
 #define PCI_DEVICES "/sys/bus/pci/devices"
@@ -28,23 +28,8 @@
 #define DEVSIM_DEVICE 0x1042
 #define DEVSIM_SUBSYS 0x1100
 
-static char devices[MAX_DEVICES][32];
+static char devices[MAX_DEVICES][VD_BDF_LEN];
 static int nr_devices;
-
-static long read_hex(const char *bdf, const char *attr)
-{
-	char path[PATH_MAX], buf[32] = "";
-	FILE *f;
-
-	snprintf(path, sizeof(path), PCI_DEVICES "/%s/%s", bdf, attr);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = 0;
-	fclose(f);
-	return strtol(buf, NULL, 16);
-}
 
 static int write_attr(const char *path, const char *value)
 {
@@ -61,34 +46,9 @@ static int write_attr(const char *path, const char *value)
 /* Name of the driver bound to @bdf, or "" when none. */
 static const char *bound_driver(const char *bdf)
 {
-	static char target[PATH_MAX];
-	char path[PATH_MAX];
-	ssize_t n;
+	static char name[64];
 
-	snprintf(path, sizeof(path), PCI_DEVICES "/%s/driver", bdf);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return "";
-	target[n] = 0;
-	return strrchr(target, '/') + 1;
-}
-
-static void find_devices(void)
-{
-	struct dirent *de;
-	DIR *dir = opendir(PCI_DEVICES);
-
-	if (!dir)
-		ksft_exit_fail_msg("cannot list " PCI_DEVICES ": %s\n", strerror(errno));
-	while ((de = readdir(dir)) && nr_devices < MAX_DEVICES) {
-		if (de->d_name[0] == '.')
-			continue;
-		if (read_hex(de->d_name, "vendor") == DEVSIM_VENDOR &&
-		    read_hex(de->d_name, "device") == DEVSIM_DEVICE &&
-		    read_hex(de->d_name, "subsystem_device") == DEVSIM_SUBSYS)
-			snprintf(devices[nr_devices++], sizeof(devices[0]), "%s", de->d_name);
-	}
-	closedir(dir);
+	return vd_driver(bdf, name, sizeof(name));
 }
 
 static int bind_to_driver(const char *bdf)
@@ -152,7 +112,7 @@ int main(int argc, char **argv)
 	int i;
 
 	ksft_print_header();
-	find_devices();
+	nr_devices = vd_find(DEVSIM_VENDOR, DEVSIM_DEVICE, DEVSIM_SUBSYS, devices, MAX_DEVICES);
 	if (nr_devices < expected)
 		ksft_exit_fail_msg("found %d device-model functions, expected %d\n",
 				   nr_devices, expected);
