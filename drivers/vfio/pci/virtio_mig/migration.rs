@@ -58,6 +58,9 @@ use crate::{
     snapshot,
 };
 
+/// `VIRTIO_F_RING_PACKED`: the driver negotiated packed virtqueues.
+const VIRTIO_F_RING_PACKED: u64 = 1 << 34;
+
 /// Migration state protected by [`Migration::state`].
 pub(crate) struct Inner {
     state: MigState,
@@ -284,6 +287,15 @@ impl Migration {
             }
         };
         let regs = Regs::new(dev)?;
+        let saves = actions
+            .iter()
+            .any(|a| matches!(a, Action::SavePrecopyData | Action::SaveFinalState));
+        if saves && regs.common.driver_features()? & VIRTIO_F_RING_PACKED != 0 {
+            // The device state capability describes split rings only: saving would lose the
+            // packed rings' wrap counters.
+            dev_err!(pdev, "packed virtqueues cannot be migrated\n");
+            return Err(EOPNOTSUPP);
+        }
         let mut file = None;
         for &action in actions {
             match self.act(dev, &regs, inner, action, &mut file) {
@@ -407,6 +419,13 @@ fn validate<'a>(
                 return Err(EINVAL);
             }
         };
+        if frame
+            .driver
+            .is_some_and(|d| d.driver_features & VIRTIO_F_RING_PACKED != 0)
+        {
+            dev_err!(pdev, "rejecting migration stream: packed virtqueues\n");
+            return Err(EOPNOTSUPP);
+        }
         if let Err(e) = mig_stream::check_state_compat(&frame, identity) {
             dev_err!(
                 pdev,
