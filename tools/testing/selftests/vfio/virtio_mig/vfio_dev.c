@@ -490,3 +490,34 @@ int vd_feature(struct vd *d, uint32_t flags, void *data, size_t len)
 {
 	return vd_feature_fd(d->fd, flags, data, len);
 }
+
+int vd_select_test_device(int *argc, char ***argv, const char *driver, char *bdf,
+			  char *skip_reason, size_t skip_len)
+{
+	char found[8][VD_BDF_LEN], bound[64];
+	char *p;
+
+	/* A leading argument that is not an option names the function. */
+	if (*argc > 1 && (*argv)[1][0] != '-') {
+		snprintf(bdf, VD_BDF_LEN, "%s", (*argv)[1]);
+		(*argv)[1] = (*argv)[0];
+		(*argv)++;
+		(*argc)--;
+	} else if (vd_find(0x1af4, 0x1042, 0x1100, found, 8) > 0) {
+		snprintf(bdf, VD_BDF_LEN, "%s", found[0]);
+	} else {
+		snprintf(skip_reason, skip_len,
+			 "no virtio-devsim function (1af4:1042 subsystem 1100)");
+		return -ENODEV;
+	}
+	vd_driver(bdf, bound, sizeof(bound));
+	/* The kernel names modules with '_' where sysfs may show '-'. */
+	for (p = bound; *p; p++)
+		if (*p == '-')
+			*p = '_';
+	if (strcmp(bound, driver)) {
+		snprintf(skip_reason, skip_len, "%s is bound to '%s', not %s", bdf, bound, driver);
+		return -ENODEV;
+	}
+	return 0;
+}

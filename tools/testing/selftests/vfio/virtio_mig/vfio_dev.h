@@ -47,6 +47,14 @@ struct vd {
 /* PCI functions with these IDs under /sys/bus/pci/devices; returns the count. */
 int vd_find(uint16_t vendor, uint16_t device, uint16_t subsys_device,
 	    char (*bdfs)[VD_BDF_LEN], int max);
+/*
+ * The device-model function a test runs on: a leading argument that is not an
+ * option names it (and is removed from @argc/@argv), else the first one found.
+ * Returns 0, or -ENODEV with @skip_reason saying why the tests must skip (none
+ * found, or not bound to @driver).
+ */
+int vd_select_test_device(int *argc, char ***argv, const char *driver, char *bdf,
+			  char *skip_reason, size_t skip_len);
 /* Name of the driver bound to @bdf ("" when none) in @buf. */
 const char *vd_driver(const char *bdf, char *buf, size_t len);
 

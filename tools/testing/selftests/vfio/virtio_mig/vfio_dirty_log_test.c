@@ -45,9 +45,6 @@
 #include "vfio_dev.h"
 #include "virtio_user.h"
 
-#define DEVSIM_VENDOR		0x1af4
-#define DEVSIM_DEVICE		0x1042
-#define DEVSIM_SUBSYS		0x1100
 #define DRIVER			"virtio_vfio_mig"
 #define VIRTIO_BAR		4
 
@@ -1074,37 +1071,10 @@ TEST_F(dirty_log, past_length_fault)
 
 int main(int argc, char **argv)
 {
-	char found[8][VD_BDF_LEN], driver[64];
-	char *p;
-	int n;
-
 	max_bitmap_bytes = env_u64("VIRTIO_MIG_MAX_BITMAP_KIB", 4096) * 1024;
 	device_page = env_u64("VIRTIO_MIG_DEVICE_PAGE", SZ_4K);
 	byte_granular = env_u64("VIRTIO_MIG_BYTE_GRANULAR", 0);
 	fault_past_length = env_u64("VIRTIO_MIG_FAULT_PAST_LENGTH", 0);
-
-	if (argc > 1 && argv[1][0] != '-') {
-		snprintf(bdf, sizeof(bdf), "%s", argv[1]);
-		argv[1] = argv[0];
-		argv++;
-		argc--;
-	} else {
-		n = vd_find(DEVSIM_VENDOR, DEVSIM_DEVICE, DEVSIM_SUBSYS, found, 8);
-		if (n > 0)
-			snprintf(bdf, sizeof(bdf), "%s", found[0]);
-		else
-			snprintf(skip_reason, sizeof(skip_reason),
-				 "no virtio-devsim function (%04x:%04x subsystem %04x)",
-				 DEVSIM_VENDOR, DEVSIM_DEVICE, DEVSIM_SUBSYS);
-	}
-	if (bdf[0]) {
-		vd_driver(bdf, driver, sizeof(driver));
-		for (p = driver; *p; p++)
-			if (*p == '-')
-				*p = '_';
-		if (strcmp(driver, DRIVER))
-			snprintf(skip_reason, sizeof(skip_reason), "%s is bound to '%s', not "
-				 DRIVER, bdf, driver);
-	}
+	vd_select_test_device(&argc, &argv, DRIVER, bdf, skip_reason, sizeof(skip_reason));
 	return test_harness_run(argc, argv);
 }

@@ -397,33 +397,6 @@ TEST_F(vfio_virtio_blk, dma_logging_probe)
 
 int main(int argc, char **argv)
 {
-	char found[8][VD_BDF_LEN], driver[64];
-	char *p;
-	int n;
-
-	/* A leading argument that is not an option names the function. */
-	if (argc > 1 && argv[1][0] != '-') {
-		snprintf(bdf, sizeof(bdf), "%s", argv[1]);
-		argv[1] = argv[0];
-		argv++;
-		argc--;
-	} else {
-		n = vd_find(DEVSIM_VENDOR, DEVSIM_DEVICE, DEVSIM_SUBSYS, found, 8);
-		if (n > 0)
-			snprintf(bdf, sizeof(bdf), "%s", found[0]);
-		else
-			snprintf(skip_reason, sizeof(skip_reason),
-				 "no virtio-devsim function (%04x:%04x subsystem %04x)",
-				 DEVSIM_VENDOR, DEVSIM_DEVICE, DEVSIM_SUBSYS);
-	}
-	if (bdf[0]) {
-		vd_driver(bdf, driver, sizeof(driver));
-		for (p = driver; *p; p++)
-			if (*p == '-')
-				*p = '_';
-		if (strcmp(driver, DRIVER))
-			snprintf(skip_reason, sizeof(skip_reason), "%s is bound to '%s', not "
-				 DRIVER, bdf, driver);
-	}
+	vd_select_test_device(&argc, &argv, DRIVER, bdf, skip_reason, sizeof(skip_reason));
 	return test_harness_run(argc, argv);
 }
