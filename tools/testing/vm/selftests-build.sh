@@ -7,6 +7,8 @@ KSRC=$CACHE_DIR/build/linux
 KOUT=$CACHE_DIR/build/kout
 
 make -s -C "$KSRC" O="$KOUT" LLVM=-19 headers
+# lib.mk writes into OUTPUT but does not create it.
+mkdir -p "$KOUT/selftests/vfio/virtio_mig"
 make -s -C "$KSRC/tools/testing/selftests/vfio/virtio_mig" \
 	OUTPUT="$KOUT/selftests/vfio/virtio_mig" \
 	KHDR_INCLUDES="-isystem $KOUT/usr/include"
