@@ -85,7 +85,8 @@ if [ $interactive = 1 ]; then
 	exit
 fi
 [ $# -gt 0 ] || die "no guest script given"
-guest_cmd=$(printf '%q ' "$@")
+# The guest finds the build (selftests, results) under the same cache directory.
+guest_cmd="VVM_CACHE=$(printf '%q' "$CACHE_DIR") $(printf '%q ' "$@")"
 set +e
 timeout --kill-after=10 "$timeout_s" "${vng[@]}" --exec "$guest_cmd" </dev/null
 rc=$?

@@ -18,4 +18,4 @@ done
 echo
 echo 8 >/proc/sys/vm/nr_hugepages
 # shellcheck disable=SC2086 # two addresses: source and destination
-"$SELFTESTS/virtio_mig_demo" $devices 2>&1
+"$SELFTESTS/virtio_mig_demo" $devices "$CACHE_DIR/build/devsim-stats" 2>&1
