@@ -25,6 +25,11 @@ for dir in "$src" "$build"; do
 	mkdir -p "$root$dir"
 	mount --bind "$dir" "$root$dir"
 done
+# The host trusts what its network needs (a registry behind a TLS proxy, say): so does the root.
+bundle=/etc/ssl/certs/ca-certificates.crt
+if [ -f "$bundle" ] && [ -f "$root$bundle" ]; then
+	mount --bind -o ro "$bundle" "$root$bundle"
+fi
 cd "$src"
 exec chroot "$root" /usr/bin/env -i \
 	HOME=/root TERM="${TERM:-dumb}" CI="${CI:-}" \

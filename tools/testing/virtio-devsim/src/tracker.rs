@@ -180,7 +180,7 @@ impl Tracker {
     /// With `--fault-bits-past-length`: sets the bits between the end of
     /// the bitmap and the end of its last 64-bit word.
     fn fault_past_length(&self, r: &TrackerRegs) {
-        if !self.opts.bits_past_length || r.bitmap_length.is_multiple_of(8) {
+        if !self.opts.bits_past_length || r.bitmap_length % 8 == 0 {
             return;
         }
         let Some(end) = r.bitmap_length.checked_next_multiple_of(8) else {
@@ -200,7 +200,7 @@ impl Tracker {
         let start = word * 8;
         let addr = r.bitmap_addr.wrapping_add(start);
         let full = start + 8 <= r.bitmap_length;
-        if full && addr.is_multiple_of(8) {
+        if full && addr % 8 == 0 {
             let mem = self.mem.memory();
             let done = mem.get_slice(GuestAddress(addr), 8).ok().and_then(|s| {
                 s.get_atomic_ref::<AtomicU64>(0)
