@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Harvests a 32 MiB device bitmap (1 TiB of IOVA at 4 KiB) and compares the
 //! time with a plain 32 MiB memcpy.
 //!

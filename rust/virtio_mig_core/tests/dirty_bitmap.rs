@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Tests of dirty bitmap harvesting against a naive model.
 
 use std::collections::BTreeSet;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Builds the sources the way the kernel driver includes them: each file as a
 //! `#[path]` module under one parent module, siblings reached by `super::`.
 

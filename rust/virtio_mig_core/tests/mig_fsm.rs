@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Tests of the migration state machine.
 
 use std::collections::{BTreeSet, VecDeque};

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Tests of the migration stream codec.
 
 use proptest::prelude::*;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Layout checks of the capability constants.
 
 use virtio_mig_core::virtio_pci_caps::*;

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-2.0
 # Shared settings for the build and VM scripts; sourced, not run.
 
 set -euo pipefail

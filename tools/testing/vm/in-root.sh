@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Run a command inside the toolchain root. The bind mounts live in a private mount
 # namespace, so they vanish with the command whatever way it exits.
 #

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Configure and build the guest kernel, our module and the selftests out of tree.
 # Runs inside the toolchain root, after kernel-overlay.sh prepared the source.
 

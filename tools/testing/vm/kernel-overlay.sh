@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Prepare the kernel source: extract linux-source-7.3 once, copy our files over it, apply
 # patches/. Idempotent and incremental: unchanged files keep their timestamps.
 

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Benchmarks in the test VM ('make bench'): the DMA_LOGGING_REPORT latency of virtio_vfio_mig
 # for 1 GiB and 16 GiB tracked at about 0.1 % and 50 % of pages dirty, next to a userspace scan
 # of the same bitmap in the same run (guest/bench.sh, dirty_log_bench). The guest runs under

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # The suites that need the device model started with other options, one VM boot each
 # (tools/testing/vm/guest/run-tests.sh names the suite sets):
 #

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Build our kselftests against the uapi headers of the guest kernel. Runs in the toolchain root.
 
 source "$(dirname "$0")/common.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Create the pinned toolchain root (Debian trixie + trixie-backports) unless it is cached.
 # Prints the root's path on success.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Fuzzes the capability walker with arbitrary config space and BAR sizes.
 //!
 //! Input layout: 6 little-endian u64 BAR sizes, then the config space bytes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0
 //! Fuzzes the migration stream parser.
 //!
 //! The first input byte picks the mode: even, the rest is parsed as is; odd,

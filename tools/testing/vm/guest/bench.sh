@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Guest side of 'make bench' (tools/testing/vm/run-bench.sh): DMA_LOGGING_REPORT latency of
 # virtio_vfio_mig against a userspace scan of the same bitmap, on the first device.
 #

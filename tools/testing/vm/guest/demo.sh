@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Guest side of 'make run': load the driver, bind it to both device-model functions, show what
 # it discovered, then live-migrate a running virtio-blk workload from the first to the second.
 

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Guest side of 'make check': the in-VM suites, each framed for the host summarizer.
 #
 #   run-tests.sh [all|viommu|mig-load|mig-fault|dirty-gra|dirty-past-length|dirty-byte]
