@@ -1,13 +1,20 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
 # Boot the guest kernel under virtme-ng with two virtio-devsim devices attached and run a
 # guest script (or an interactive shell). Runs inside the toolchain root.
 #
 #   run-vm.sh [--viommu] [--timeout SECONDS] [--interactive] [--devsim-args "ARGS"]
+#             [--devices N] [--shared-disk] [--devsim-args-for I "ARGS"]
 #             [-- GUEST_SCRIPT [ARGS...]]
 #
 # --viommu       DMA through an emulated intel-iommu instead of VFIO no-IOMMU mode.
 # --devsim-args  extra options for every virtio-devsim instance, split at blanks
 #                (e.g. "--request-delay-ms 20 --fault-never-stop").
+# --devices      how many device-model functions the guest gets (default 2); function I is
+#                devsim<I>, in PCI address order.
+# --shared-disk  every instance serves the same disk image, as migration source and
+#                destination do on shared storage.
+# --devsim-args-for I "ARGS"  extra options for instance I only (after --devsim-args).
 # The guest's verdict is the exit status; a guest that outlives the timeout is killed and
 # reported as a failure (exit 124).
 
@@ -20,13 +27,17 @@ STATS_DIR=$CACHE_DIR/build/devsim-stats
 MEMORY=2G
 DEVICES=2
 
-viommu=0 timeout_s=900 interactive=0 devsim_args=()
+viommu=0 timeout_s=900 interactive=0 devsim_args=() shared_disk=0
+declare -A instance_args=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--viommu) viommu=1 ;;
 	--timeout) timeout_s=$2; shift ;;
 	--interactive) interactive=1 ;;
 	--devsim-args) read -ra devsim_args <<<"$2"; shift ;;
+	--devices) DEVICES=$2; shift ;;
+	--shared-disk) shared_disk=1 ;;
+	--devsim-args-for) instance_args[$2]=$3; shift 2 ;;
 	--) shift; break ;;
 	*) die "unknown option $1" ;;
 	esac
@@ -50,9 +61,12 @@ mkdir -p "$RUN_DIR" "$STATS_DIR"
 qemu_opts="-object memory-backend-memfd,id=guestmem,size=$MEMORY,share=on"
 qemu_opts+=" -machine q35,memory-backend=guestmem"
 for i in $(seq 0 $((DEVICES - 1))); do
-	"$DEVSIM_BIN" --socket "$RUN_DIR/devsim$i.sock" --backing "$RUN_DIR/disk$i.img" \
+	disk=$RUN_DIR/disk$i.img
+	[ $shared_disk = 0 ] || disk=$RUN_DIR/disk0.img
+	read -ra own_args <<<"${instance_args[$i]:-}"
+	"$DEVSIM_BIN" --socket "$RUN_DIR/devsim$i.sock" --backing "$disk" \
 		--serial "devsim$i" --stats-file "$STATS_DIR/devsim$i.stats" "${devsim_args[@]}" \
-		>"$RUN_DIR/devsim$i.log" 2>&1 &
+		"${own_args[@]}" >"$RUN_DIR/devsim$i.log" 2>&1 &
 	pids+=($!)
 	# vng splits these options like a shell: single quotes keep the JSON's double quotes.
 	qemu_opts+=" -device '{\"driver\":\"vfio-user-pci\",\"socket\":{\"path\":\"$RUN_DIR/devsim$i.sock\",\"type\":\"unix\"},\"rombar\":0}'"
@@ -69,7 +83,9 @@ done
 (while sleep 0.5; do kill -USR1 "${pids[@]}" 2>/dev/null || exit 0; done) &
 stats_pid=$!
 
-append=(--append "console=ttyS0 loglevel=6")
+# The kernel has virtio-blk built in for the nested guest of the QEMU migration; this guest
+# leaves the device-model functions to the suites, as before.
+append=(--append "console=ttyS0 loglevel=6 initcall_blacklist=virtio_blk_init")
 if [ $viommu = 1 ]; then
 	qemu_opts+=" -device intel-iommu,caching-mode=on,intremap=on"
 	qemu_opts=${qemu_opts/-machine q35,/-machine q35,kernel-irqchip=split,}
