@@ -11,7 +11,8 @@
                                                send LINE, then wait for REGEX in what
                                                the log gains from then on
 
-Lines are matched without their CR/LF; only complete lines match, so a line still being
+Lines are matched without their CR/LF, terminal escape sequences (the firmware clears the
+screen) and other control characters; only complete lines match, so a line still being
 written never does. --pid gives up early once that process (QEMU) has exited. Importable:
 send_line(), log_size(), wait_for().
 """
@@ -30,6 +31,9 @@ import time
 
 # Bytes sent but not yet read by the peer, for a unix stream socket.
 SIOCOUTQ = termios.TIOCOUTQ
+
+# CSI sequences, two-character escapes, then any control character left but a tab.
+NOISE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_c]|[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class Timeout(Exception):
@@ -131,7 +135,7 @@ def wait_for(path, regex, timeout, offset=0, pid=None):
             if nl < 0:
                 break
             raw, pending = pending[: nl + 1], pending[nl + 1 :]
-            text = raw.decode(errors="replace").rstrip("\r\n").replace("\r", "")
+            text = NOISE.sub("", raw.decode(errors="replace"))
             m = pattern.search(text)
             if m:
                 return m, pos - len(pending)
