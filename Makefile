@@ -2,7 +2,7 @@
 #
 # virtio-vfio-mig: build and test entry points. See README.md.
 #
-#   make run     build everything, boot the test VM, bind the driver to both devices
+#   make run     build everything, boot the test VM, live-migrate a nested guest with QEMU
 #   make check   build everything and run every test suite
 
 VM := tools/testing/vm
@@ -10,13 +10,14 @@ IN_ROOT := $(VM)/in-root.sh
 DEVSIM := tools/testing/virtio-devsim
 CORE := rust/virtio_mig_core
 SELFTESTS := tools/testing/selftests/vfio/virtio_mig
+E2E := tools/testing/qemu-e2e
 export VVM_CACHE ?= /var/cache/virtio-vfio-mig
 LOGS := $(VVM_CACHE)/logs
 # Per-suite TAP files the guest writes (see tools/testing/vm/guest/lib.sh).
 RESULTS := $(VVM_CACHE)/build/results
 
-.PHONY: all deps kernel modules devsim selftests run check bench vm rustfmtcheck clippy clean \
-	distclean
+.PHONY: all deps kernel modules devsim selftests run demo e2e check bench vm rustfmtcheck clippy \
+	clean distclean
 
 all: kernel devsim selftests
 
@@ -29,15 +30,24 @@ kernel modules: deps
 	$(VM)/kernel-overlay.sh
 	$(IN_ROOT) $(VM)/kernel-build.sh bzImage modules
 
-devsim:
-	$(VM)/host-cargo.sh build --release --manifest-path $(DEVSIM)/Cargo.toml
+devsim: deps
+	$(IN_ROOT) $(VM)/cargo.sh build --release --manifest-path $(DEVSIM)/Cargo.toml
 
 selftests: kernel
 	$(IN_ROOT) $(VM)/selftests-build.sh
 
+# QEMU in the test VM live-migrates a nested guest that owns a passthrough function.
 run: all
+	$(IN_ROOT) $(E2E)/run-e2e.sh --suites migrate --report
+
+# The same device-state migration driven by a small C program instead of QEMU.
+demo: all
 	$(IN_ROOT) $(VM)/run-vm.sh --timeout 600 --devsim-args "--request-delay-ms 100" -- \
 		$(VM)/guest/demo.sh
+
+# The QEMU end-to-end suites alone.
+e2e: all
+	$(IN_ROOT) $(E2E)/run-e2e.sh --report
 
 vm: all
 	$(IN_ROOT) $(VM)/run-vm.sh --interactive
@@ -46,18 +56,24 @@ vm: all
 check: all
 	@mkdir -p $(LOGS)
 	@rm -rf $(LOGS)/*.log $(RESULTS)
-	-$(VM)/host-cargo.sh test --manifest-path $(CORE)/Cargo.toml 2>&1 | tee $(LOGS)/core.log
-	-$(VM)/host-cargo.sh test --release --manifest-path $(DEVSIM)/Cargo.toml 2>&1 | tee $(LOGS)/devsim.log
+	-$(IN_ROOT) $(VM)/cargo.sh test --manifest-path $(CORE)/Cargo.toml 2>&1 | tee $(LOGS)/core.log
+	-$(IN_ROOT) $(VM)/cargo.sh test --release --manifest-path $(DEVSIM)/Cargo.toml 2>&1 | tee $(LOGS)/devsim.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --timeout 900 -- $(VM)/guest/run-tests.sh 2>&1 | tee $(LOGS)/vm.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --viommu --timeout 600 -- $(VM)/guest/run-tests.sh viommu 2>&1 \
 		| tee $(LOGS)/vm-viommu.log
 	-$(IN_ROOT) $(VM)/run-variant-tests.sh 2>&1 | tee $(LOGS)/vm-variants.log
+	-{ echo "@@suite blkcheck-host"; $(IN_ROOT) $(E2E)/blkcheck-host-test.sh; \
+		echo "@@end blkcheck-host rc=$$?"; } 2>&1 | tee $(LOGS)/l2.log
+	-{ echo "@@suite l2-smoke"; $(IN_ROOT) $(E2E)/l2-smoke.sh; echo "@@end l2-smoke rc=$$?"; } \
+		2>&1 | tee -a $(LOGS)/l2.log
+	-$(IN_ROOT) $(E2E)/run-e2e.sh --timeout 720 --report 2>&1 | tee $(LOGS)/e2e.log
 	@python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/core.log $(LOGS)/devsim.log \
-		$(LOGS)/vm.log $(LOGS)/vm-viommu.log $(LOGS)/vm-variants.log
+		$(LOGS)/vm.log $(LOGS)/vm-viommu.log $(LOGS)/vm-variants.log $(LOGS)/l2.log \
+		$(LOGS)/e2e.log
 
 # Benchmarks report ratios against a baseline measured in the same run, never pass/fail.
 bench: all
-	$(VM)/host-cargo.sh run --release --quiet --manifest-path $(CORE)/Cargo.toml \
+	$(IN_ROOT) $(VM)/cargo.sh run --release --quiet --manifest-path $(CORE)/Cargo.toml \
 		--example harvest_bench
 	@if [ -x $(VM)/run-bench.sh ]; then $(IN_ROOT) $(VM)/run-bench.sh; fi
 

@@ -1,0 +1,24 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# The QEMU end-to-end migration: boot the test VM with an emulated intel-iommu and three
+# device-model functions (A and B on one shared disk image, C with another queue count), then
+# run e2e.py in it. Runs inside the toolchain root, like run-vm.sh:
+#
+#   tools/testing/vm/in-root.sh tools/testing/qemu-e2e/run-e2e.sh [--timeout S] [E2E_ARGS...]
+#
+# E2E_ARGS go to e2e.py (--suites, --report, --baseline, --observe ...). The exit status is
+# the guest's verdict; a guest that outlives the timeout fails.
+
+set -euo pipefail
+E2E_DIR=$(cd "$(dirname "$0")" && pwd)
+source "$E2E_DIR/../vm/common.sh"
+
+timeout_s=900
+if [ "${1:-}" = --timeout ]; then
+	timeout_s=$2
+	shift 2
+fi
+
+"$E2E_DIR/build-l2-initramfs.sh" "$CACHE_DIR/build/kout/e2e/l2-initramfs.cpio"
+exec "$VM_DIR/run-vm.sh" --viommu --devices 3 --shared-disk --devsim-args-for 2 "--queues 2" \
+	--timeout "$timeout_s" -- "$E2E_DIR/e2e.py" "$@"
