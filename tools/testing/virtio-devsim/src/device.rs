@@ -17,14 +17,13 @@ use vfio_bindings::bindings::vfio::{
 };
 use vfio_user::{DmaMapFlags, DmaUnmapFlags, IrqInfo, ServerBackend, ServerRegion};
 use virtio_bindings::virtio_config::VIRTIO_CONFIG_S_DRIVER_OK;
-use vm_memory::GuestMemoryAtomic;
 
 use crate::blk::Blk;
 use crate::common_cfg::CommonRegs;
 use crate::config::Config;
 use crate::irq::Msix;
 use crate::layout::*;
-use crate::memory::{DmaSpace, GuestMem, GuestMemAtomic, WriteSink};
+use crate::memory::{DmaSpace, WriteSink};
 use crate::pci_config::{ConfigEvent, PciConfig};
 use crate::queue::{QueueSlot, VirtQueue};
 use crate::stats::Stats;
@@ -41,7 +40,7 @@ pub struct Shared {
     /// Counters.
     pub stats: Arc<Stats>,
     /// Guest memory (DMA mappings).
-    pub mem: GuestMemAtomic,
+    pub mem: Arc<DmaSpace>,
     /// The memory dirty pages tracker.
     pub tracker: Arc<Tracker>,
     /// MSI-X vectors.
@@ -110,7 +109,6 @@ pub struct Device {
     pub(crate) state_select: u16,
     msix_bar: Vec<u8>,
     blk_config: [u8; DEVICE_CFG_LEN as usize],
-    dma: DmaSpace,
     /// Ranges the client mapped without a file descriptor (unreachable).
     unbacked: Vec<(u64, u64)>,
     kicks: Vec<Sender<()>>,
@@ -123,7 +121,7 @@ impl Device {
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
         let stats = Arc::new(Stats::default());
-        let mem: GuestMemAtomic = GuestMemoryAtomic::new(GuestMem::new());
+        let mem = Arc::new(DmaSpace::new(stats.clone()));
         let tracker = Arc::new(Tracker::new(
             mem.clone(),
             TrackerOptions {
@@ -133,8 +131,9 @@ impl Device {
             },
             stats.clone(),
         ));
+        // Every device write into guest memory is reported to the tracker.
         let sink: Arc<dyn WriteSink> = tracker.clone();
-        let dma = DmaSpace::new(mem.clone(), Arc::downgrade(&sink));
+        mem.set_write_sink(Arc::downgrade(&sink));
         let blk = Blk::open(&cfg)?;
         let blk_config = blk.config_space();
         let queues = (0..cfg.queues)
@@ -166,7 +165,6 @@ impl Device {
             state_select: 0,
             msix_bar: vec![0; MSIX_BAR_SIZE as usize],
             blk_config,
-            dma,
             unbacked: Vec::new(),
             kicks,
             workers,
@@ -425,7 +423,7 @@ impl ServerBackend for Device {
         fd: Option<File>,
     ) -> io::Result<()> {
         match fd {
-            Some(file) => self.dma.map(address, size, file, offset),
+            Some(file) => self.shared.mem.map(address, size, file, offset),
             None => {
                 // Without a file descriptor the memory is only reachable
                 // through DMA_READ/DMA_WRITE messages, which this server does
@@ -440,13 +438,14 @@ impl ServerBackend for Device {
     fn dma_unmap(&mut self, flags: DmaUnmapFlags, address: u64, size: u64) -> io::Result<()> {
         if flags.contains(DmaUnmapFlags::UNMAP_ALL) {
             self.unbacked.clear();
-            return self.dma.unmap_all();
+            self.shared.mem.unmap_all();
+            return Ok(());
         }
         if let Some(i) = self.unbacked.iter().position(|r| *r == (address, size)) {
             self.unbacked.swap_remove(i);
             return Ok(());
         }
-        if let Err(e) = self.dma.unmap(address, size) {
+        if let Err(e) = self.shared.mem.unmap(address, size) {
             eprintln!("virtio-devsim: DMA unmap of {address:#x}+{size:#x}: {e}");
         }
         Ok(())

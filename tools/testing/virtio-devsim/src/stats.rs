@@ -38,6 +38,13 @@ pub struct Stats {
     /// Requests abandoned by a reset before they completed (guest memory
     /// untouched).
     pub requests_abandoned: AtomicU64,
+    /// DMA mappings added (`VFIO_USER_DMA_MAP` with a file descriptor).
+    pub dma_maps: AtomicU64,
+    /// DMA unmaps that removed something (`VFIO_USER_DMA_UNMAP`).
+    pub dma_unmaps: AtomicU64,
+    /// Backing files mapped into the process (one per file, however many
+    /// DMA mappings use it).
+    pub dma_file_mmaps: AtomicU64,
     mmio_reads: [AtomicU64; Area::ALL.len()],
     mmio_writes: [AtomicU64; Area::ALL.len()],
 }
@@ -90,6 +97,9 @@ impl Stats {
             ("flr_resets", &self.flr_resets),
             ("pm_resets", &self.pm_resets),
             ("requests_abandoned", &self.requests_abandoned),
+            ("dma_maps", &self.dma_maps),
+            ("dma_unmaps", &self.dma_unmaps),
+            ("dma_file_mmaps", &self.dma_file_mmaps),
         ];
         for (k, v) in scalars {
             let _ = writeln!(s, "{k}={}", get(v));

@@ -22,10 +22,10 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vm_memory::{GuestAddress, GuestAddressSpace, GuestMemoryBackend, VolatileMemory};
+use vm_memory::{GuestAddress, VolatileMemory};
 
 use crate::layout::{MAX_GRA_POWER, TRACK_PAGE_SHIFT};
-use crate::memory::{GuestMemAtomic, WriteSink};
+use crate::memory::{DmaSpace, WriteSink};
 use crate::regs::Field;
 use crate::stats::Stats;
 
@@ -67,14 +67,14 @@ pub struct TrackerOptions {
 /// The memory dirty pages tracker.
 pub struct Tracker {
     regs: Mutex<TrackerRegs>,
-    mem: GuestMemAtomic,
+    mem: Arc<DmaSpace>,
     opts: TrackerOptions,
     stats: Arc<Stats>,
 }
 
 impl Tracker {
     /// A disabled tracker that writes its bitmap into `mem`.
-    pub fn new(mem: GuestMemAtomic, opts: TrackerOptions, stats: Arc<Stats>) -> Self {
+    pub fn new(mem: Arc<DmaSpace>, opts: TrackerOptions, stats: Arc<Stats>) -> Self {
         let regs = TrackerRegs {
             gra_power: opts.min_gra_power,
             ..TrackerRegs::default()

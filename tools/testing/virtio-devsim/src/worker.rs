@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use virtio_bindings::virtio_blk::VIRTIO_BLK_S_OK;
 use virtio_queue::QueueT;
-use vm_memory::GuestAddressSpace;
 
 use crate::blk::Segment;
 use crate::device::Shared;
@@ -62,8 +61,8 @@ fn fetch(shared: &Shared, index: usize) -> Option<(u64, Vec<Fetched>)> {
         let before = batch.len();
         // Errors here come from ring addresses outside guest memory; the
         // fetch then simply finds nothing.
-        let _ = vq.queue.disable_notification(&*mem);
-        while let Some(chain) = vq.queue.pop_descriptor_chain(&*mem) {
+        let _ = vq.queue.disable_notification(&mem);
+        while let Some(chain) = vq.queue.pop_descriptor_chain(&mem) {
             let head = chain.head_index();
             let segs = chain
                 .map(|d| Segment {
@@ -76,7 +75,7 @@ fn fetch(shared: &Shared, index: usize) -> Option<(u64, Vec<Fetched>)> {
         }
         // Re-arm notifications; if more arrived meanwhile, fetch again
         // (but never spin on a ring that yields nothing).
-        let more = vq.queue.enable_notification(&*mem).unwrap_or(false);
+        let more = vq.queue.enable_notification(&mem).unwrap_or(false);
         if !more || batch.len() == before {
             break;
         }
@@ -108,12 +107,12 @@ fn complete(shared: &Shared, index: usize, generation: u64, req: Fetched) {
         Stats::add(&shared.stats.requests_abandoned, 1);
         return;
     }
-    let done = shared.blk.execute(&*mem, &req.segs);
+    let done = shared.blk.execute(&mem, &req.segs);
     if done.status != Some(VIRTIO_BLK_S_OK as u8) {
         Stats::add(&shared.stats.requests_failed, 1);
     }
-    let _ = vq.queue.add_used(&*mem, req.head, done.used_len);
-    if vq.queue.needs_notification(&*mem).unwrap_or(true) {
+    let _ = vq.queue.add_used(&mem, req.head, done.used_len);
+    if vq.queue.needs_notification(&mem).unwrap_or(true) {
         shared.interrupt_queue(vq.msix_vector);
     }
     vq.in_flight = vq.in_flight.saturating_sub(1);

@@ -491,11 +491,19 @@ impl Server {
 
     /// Connects a client and maps guest RAM.
     pub fn connect(&self) -> Driver<SocketBus> {
+        self.connect_with(|client, ram| {
+            client
+                .dma_map(0, 0, MEM_SIZE, ram.as_raw_fd())
+                .expect("dma map");
+        })
+    }
+
+    /// Connects a client; `map_ram` maps guest RAM `ram` (at IOVA = file
+    /// offset, which is what `Driver::mem` assumes).
+    pub fn connect_with(&self, map_ram: impl FnOnce(&mut Client, &File)) -> Driver<SocketBus> {
         let mut client = Client::new(&self.socket).expect("connect");
         let ram = memfd(MEM_SIZE);
-        client
-            .dma_map(0, 0, MEM_SIZE, ram.as_raw_fd())
-            .expect("dma map");
+        map_ram(&mut client, &ram);
         let mem = guest_view(&ram);
         Driver {
             bus: SocketBus(client),
