@@ -75,7 +75,10 @@ check: all
 bench: all
 	$(IN_ROOT) $(VM)/cargo.sh run --release --quiet --manifest-path $(CORE)/Cargo.toml \
 		--example harvest_bench
-	@if [ -x $(VM)/run-bench.sh ]; then $(IN_ROOT) $(VM)/run-bench.sh; fi
+	$(IN_ROOT) $(VM)/cargo.sh run --release --quiet --manifest-path $(DEVSIM)/Cargo.toml \
+		--example dma_map_bench
+	$(IN_ROOT) $(VM)/run-bench.sh
+	$(IN_ROOT) $(E2E)/run-e2e.sh --timeout 1500 --suites migrate --observe 120 --baseline
 
 rustfmtcheck clippy: kernel
 	$(IN_ROOT) $(VM)/kernel-build.sh $(if $(filter clippy,$@),CLIPPY=1 bzImage modules,rustfmtcheck)

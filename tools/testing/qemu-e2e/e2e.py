@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,8 @@ QEMU = "qemu-system-x86_64"
 BLKCHECK_BLOCKS = 1024
 # Bytes/s for the migration the cancel suite interrupts.
 CANCEL_BANDWIDTH = 1 << 20
+# QEMU's default downtime-limit, ms.
+DEFAULT_DOWNTIME_LIMIT_MS = 300
 
 STATUS = re.compile(r"blkcheck: t=\S+ (.*)")
 FIELDS = re.compile(r"(\w+)=(-?\d+)")
@@ -396,9 +399,10 @@ class Scenario:
         qmp = self.src.qmp
         default_bandwidth = qmp.command("query-migrate-parameters")["max-bandwidth"]
         try:
-            # Slow enough to be caught mid-way: L2's RAM alone takes tens of seconds.
+            # Caught mid-way: a pre-copy phase throttled to a crawl, and QEMU's default
+            # downtime limit, which a guest with all its RAM dirty never meets.
             qmp.command("migrate-set-parameters", **{"max-bandwidth": CANCEL_BANDWIDTH})
-            self.migrate(uri, self.opts.downtime_limit)
+            self.migrate(uri, DEFAULT_DOWNTIME_LIMIT_MS)
             # Cancel once RAM is moving, well before the switchover.
             mid = False
             deadline = time.monotonic() + 120
@@ -557,6 +561,17 @@ def report(sc, figures_path, baseline=None):
         json.dump({"passthrough": f, "emulated": baseline}, out, indent=1, default=str)
 
 
+def keep_logs():
+    """QEMU's output and L2's consoles, kept in the build directory for the host."""
+    out = os.path.join(RESULTS_DIR, "e2e-logs")
+    os.makedirs(out, exist_ok=True)
+    for name in os.listdir(RUN_DIR):
+        if name.endswith((".console", ".stderr")):
+            shutil.copy(os.path.join(RUN_DIR, name), out)
+    with open(os.path.join(out, "dmesg"), "w") as f:
+        f.write(subprocess.run(["dmesg"], capture_output=True, text=True).stdout)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -605,6 +620,7 @@ def main():
         for q in (sc.src, sc.dst):
             if q:
                 q.stop()
+    keep_logs()
     baseline = baseline_without_passthrough(opts) if opts.baseline else None
     if opts.report or opts.baseline:
         report(sc, os.path.join(CACHE_DIR, "build/results/e2e-figures.json"), baseline)
