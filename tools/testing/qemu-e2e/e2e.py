@@ -300,7 +300,7 @@ class Scenario:
         return dst, uri
 
     def progressing(self, console, timeout=90):
-        """blkcheck keeps writing and verifying on this console, without errors."""
+        """blkcheck keeps writing and verifying on this console, beyond its last status."""
         before = console.last_status() or {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -448,7 +448,6 @@ class Scenario:
         if before is None:
             return s.end()
         self.src.console.send("resume")
-        self.figures["l2_before"] = self.src.console.last_status()
         self.dst, uri = self.start_destination("dst-b", vfio_device_args(self.functions[1]))
         # Writes go on during the whole migration: the last status before the switchover
         # says how many.
@@ -461,8 +460,11 @@ class Scenario:
         s.check(self.dst.running(), "L2 runs on B", self.dst.stderr_text())
         on_a = self.src.console.last_status() or {}
         self.figures["l2_on_a_last"] = on_a
-        progress = self.progressing(self.dst.console)
-        s.check(progress is not None and progress.get("writes", 0) > on_a.get("writes", 0),
+        # Progress on B from B's own first status: writes A completed after its last status
+        # line show up in that first line on B.
+        first = self.dst.console.wait_for(r"blkcheck: t=", 60)
+        progress = first and self.progressing(self.dst.console)
+        s.check(bool(progress) and progress.get("writes", 0) > on_a.get("writes", 0),
                 "blkcheck continues on B where it left A",
                 self.dst.console.text()[-1500:])
         verify = self.dst.console.command("verify", r"blkcheck: verify", 300)
@@ -534,6 +536,8 @@ def report(sc, figures_path, baseline=None):
     for key in ("total-time", "setup-time", "downtime", "expected-downtime"):
         if key in mig:
             print(f"  {key:<17} {mig[key]} ms")
+    if "migration_wall_s" in f:
+        print(f"  migrate to done   {f['migration_wall_s']:.1f} s (wall clock)")
     print(f"  RAM transferred   {ram.get('transferred', 0) / 2**20:.1f} MiB "
           f"(total {ram.get('total', 0) / 2**20:.0f} MiB, "
           f"{ram.get('dirty-sync-count')} dirty syncs)")
@@ -545,15 +549,22 @@ def report(sc, figures_path, baseline=None):
               f"{f.get('default_limit_elapsed_s', 0):.0f} s, expected downtime "
               f"{f.get('default_limit_expected_downtime_ms')} ms, "
               f"{f.get('default_limit_syncs')} syncs")
-    print(f"  L2 boot {f.get('l2_boot_s', 0):.0f} s; L2 workload before: {f.get('l2_before')}")
-    print(f"  L2 workload after:  {f.get('l2_after')}")
+    print(f"  L2 boot {f.get('l2_boot_s', 0):.0f} s")
+    print(f"  L2 workload on A, last before the switchover: {f.get('l2_on_a_last')}")
+    print(f"  L2 workload on B, at the end:                 {f.get('l2_after')}")
     print(f"  full verify on B:   {f.get('verify')}")
     print(f"  requests:           {f.get('requests')}")
     if baseline:
         bmig = baseline.get("migration", {})
         print("The same L2 with an emulated virtio-blk disk instead of the passthrough function:")
         print(f"  status {bmig.get('status')}, total-time {bmig.get('total-time')} ms, "
-              f"downtime {bmig.get('downtime')} ms")
+              f"downtime {bmig.get('downtime')} ms, migrate to done "
+              f"{baseline.get('migration_wall_s', 0):.1f} s, RAM transferred "
+              f"{bmig.get('ram', {}).get('transferred', 0) / 2**20:.1f} MiB")
+        if baseline.get("default_limit_ms") is not None:
+            print(f"  at the default downtime limit: status "
+                  f"{baseline.get('default_limit_status')} after "
+                  f"{baseline.get('default_limit_elapsed_s', 0):.0f} s")
         if mig.get("downtime") and bmig.get("downtime"):
             print(f"  downtime with the device / without: "
                   f"{mig['downtime'] / bmig['downtime']:.2f}")
