@@ -12,7 +12,7 @@ CORE := rust/virtio_mig_core
 SELFTESTS := tools/testing/selftests/vfio/virtio_mig
 E2E := tools/testing/qemu-e2e
 export VVM_CACHE ?= /var/cache/virtio-vfio-mig
-LOGS := $(VVM_CACHE)/logs
+LOGS := $(VVM_CACHE)/build/logs
 # Per-suite TAP files the guest writes (see tools/testing/vm/guest/lib.sh).
 RESULTS := $(VVM_CACHE)/build/results
 
@@ -67,7 +67,7 @@ check: all
 	-{ echo "@@suite l2-smoke"; $(IN_ROOT) $(E2E)/l2-smoke.sh; echo "@@end l2-smoke rc=$$?"; } \
 		2>&1 | tee -a $(LOGS)/l2.log
 	-$(IN_ROOT) $(E2E)/run-e2e.sh --timeout 720 --report 2>&1 | tee $(LOGS)/e2e.log
-	@python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/core.log $(LOGS)/devsim.log \
+	@$(IN_ROOT) python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/core.log $(LOGS)/devsim.log \
 		$(LOGS)/vm.log $(LOGS)/vm-viommu.log $(LOGS)/vm-variants.log $(LOGS)/l2.log \
 		$(LOGS)/e2e.log
 
