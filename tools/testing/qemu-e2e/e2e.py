@@ -597,7 +597,7 @@ def main():
     ap.add_argument("--observe", type=int, default=0,
                     help="first run the migration to B this many seconds at QEMU's default "
                     "downtime limit and record how it fares")
-    ap.add_argument("--boot-timeout", type=int, default=300)
+    ap.add_argument("--boot-timeout", type=int, default=480)
     ap.add_argument("--migrate-timeout", type=int, default=400)
     opts = ap.parse_args()
     os.makedirs(RUN_DIR, exist_ok=True)

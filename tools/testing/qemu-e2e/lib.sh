@@ -121,6 +121,18 @@ blk_put() {	# IMG BLOCK IN
 }
 
 # blk_torn OUT NEW OLD: the first four sectors of NEW, the last four of OLD.
+# expect_damage BLOCK REASON WHAT: a full verify finds exactly one bad block, BLOCK, for REASON.
+expect_damage() {
+	local line line2
+	line=$(bc_cmd verify '^blkcheck: verify ' 300) || line="no verify answer"
+	line2=$(bc_wait "^blkcheck: ERROR block=$1 .*reason=$2\$" 5) || line2=
+	if [ "$(field errors "$line")" = 1 ] && [ -n "$line2" ]; then
+		tap_ok "$3: $line2"
+	else
+		tap_fail "$3: ${line2:-$line}"
+	fi
+}
+
 blk_torn() {
 	{ head -c $((BLK_SIZE / 2)) "$2"; tail -c $((BLK_SIZE / 2)) "$3"; } >"$1"
 }
@@ -220,23 +232,11 @@ blkcheck_suite() {
 
 	blk_torn "$dir/torn" "$dir/v2" "$dir/v1"
 	blk_put "$disk" $victim "$dir/torn"
-	line=$(bc_cmd verify '^blkcheck: verify ' 300) || line="no verify answer"
-	line2=$(bc_wait "^blkcheck: ERROR block=$victim .*reason=torn$" 5) || line2=
-	if [ "$(field errors "$line")" = 1 ] && [ -n "$line2" ]; then
-		tap_ok "half of a write is reported torn: $line2"
-	else
-		tap_fail "half of a write is reported torn: ${line2:-$line}"
-	fi
+	expect_damage $victim torn "half of a write is reported torn"
 
 	blk_flip "$dir/flip" "$dir/v2"
 	blk_put "$disk" $victim "$dir/flip"
-	line=$(bc_cmd verify '^blkcheck: verify ' 300) || line="no verify answer"
-	line2=$(bc_wait "^blkcheck: ERROR block=$victim .*reason=checksum$" 5) || line2=
-	if [ "$(field errors "$line")" = 1 ] && [ -n "$line2" ]; then
-		tap_ok "flipped bytes are reported as a bad checksum: $line2"
-	else
-		tap_fail "flipped bytes are reported as a bad checksum: ${line2:-$line}"
-	fi
+	expect_damage $victim checksum "flipped bytes are reported as a bad checksum"
 
 	blk_put "$disk" $victim "$dir/v2"
 	line=$(bc_cmd verify '^blkcheck: verify ' 300) || line="no verify answer"
