@@ -29,8 +29,8 @@ kernel modules: deps
 	$(VM)/kernel-overlay.sh
 	$(IN_ROOT) $(VM)/kernel-build.sh bzImage modules
 
-devsim:
-	$(VM)/host-cargo.sh build --release --manifest-path $(DEVSIM)/Cargo.toml
+devsim: deps
+	$(IN_ROOT) $(VM)/cargo.sh build --release --manifest-path $(DEVSIM)/Cargo.toml
 
 selftests: kernel
 	$(IN_ROOT) $(VM)/selftests-build.sh
@@ -46,8 +46,8 @@ vm: all
 check: all
 	@mkdir -p $(LOGS)
 	@rm -rf $(LOGS)/*.log $(RESULTS)
-	-$(VM)/host-cargo.sh test --manifest-path $(CORE)/Cargo.toml 2>&1 | tee $(LOGS)/core.log
-	-$(VM)/host-cargo.sh test --release --manifest-path $(DEVSIM)/Cargo.toml 2>&1 | tee $(LOGS)/devsim.log
+	-$(IN_ROOT) $(VM)/cargo.sh test --manifest-path $(CORE)/Cargo.toml 2>&1 | tee $(LOGS)/core.log
+	-$(IN_ROOT) $(VM)/cargo.sh test --release --manifest-path $(DEVSIM)/Cargo.toml 2>&1 | tee $(LOGS)/devsim.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --timeout 900 -- $(VM)/guest/run-tests.sh 2>&1 | tee $(LOGS)/vm.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --viommu --timeout 600 -- $(VM)/guest/run-tests.sh viommu 2>&1 \
 		| tee $(LOGS)/vm-viommu.log
@@ -57,7 +57,7 @@ check: all
 
 # Benchmarks report ratios against a baseline measured in the same run, never pass/fail.
 bench: all
-	$(VM)/host-cargo.sh run --release --quiet --manifest-path $(CORE)/Cargo.toml \
+	$(IN_ROOT) $(VM)/cargo.sh run --release --quiet --manifest-path $(CORE)/Cargo.toml \
 		--example harvest_bench
 	@if [ -x $(VM)/run-bench.sh ]; then $(IN_ROOT) $(VM)/run-bench.sh; fi
 
