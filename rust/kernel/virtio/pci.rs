@@ -7,7 +7,7 @@
 //! the device from outside the virtio core (a VFIO variant driver) reaches only regions whose
 //! bounds were checked once, at probe.
 //!
-//! The validation logic is shared with the host-tested `virtio_mig_core` crate.
+//! The validation logic is the host-tested `virtio_mig_core` crate's.
 //!
 //! C header: [`include/uapi/linux/virtio_pci.h`](srctree/include/uapi/linux/virtio_pci.h)
 
@@ -21,20 +21,20 @@ use crate::{
     pci,
     prelude::*, //
 };
-use virtio_pci_caps as regs;
-
-#[path = "../../virtio_mig_core/src/virtio_pci_caps.rs"]
-pub mod virtio_pci_caps;
-
-#[path = "../../virtio_mig_core/src/cap_walker.rs"]
-pub mod cap_walker;
-
-pub use cap_walker::{
-    CapInfo,
-    CapRegion,
-    VirtioCaps, //
+use virtio_mig_core::{
+    cap_walker,
+    virtio_pci_caps as regs, //
 };
-pub use virtio_pci_caps::cfg_type_name;
+
+pub use virtio_mig_core::{
+    cap_walker::{
+        CapInfo,
+        CapRegion,
+        VirtioCaps, //
+    },
+    virtio_pci_caps,
+    virtio_pci_caps::cfg_type_name,
+};
 
 /// Conventional config space of a bound PCI function, read through the PCI core accessors.
 struct ConfigSpaceReader<'a>(pci::ConfigSpace<'a, pci::Normal>);
@@ -351,7 +351,7 @@ fn log_cap(pdev: &pci::Device<device::Bound>, cap: &CapInfo) {
 #[cfg(CONFIG_VIRTIO_VFIO_MIG_KUNIT_TEST)]
 #[macros::kunit_tests(rust_virtio_pci_caps)]
 mod tests {
-    use super::{
+    use virtio_mig_core::{
         cap_walker::{
             walk,
             WalkError, //
@@ -417,7 +417,7 @@ mod tests {
         assert_eq!(track, Some((4, 0x4000, 24)));
         let state = found.device_state.map(|r| (r.bar, r.offset, r.length));
         assert_eq!(state, Some((4, 0x5000, 8)));
-        assert!(found.missing(&super::cap_walker::REQUIRED_MODERN).is_none());
+        assert!(found.missing(&virtio_mig_core::cap_walker::REQUIRED_MODERN).is_none());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use kernel::{
     },
 };
 
-use crate::shared::mig_stream::{
+use virtio_mig_core::mig_stream::{
     self,
     DeviceIdentity,
     Frame,

@@ -35,12 +35,12 @@ use kernel::{
 
 use crate::{
     driver::VirtioVfioMig,
-    queues,
-    shared::dirty_bitmap::{
-        self,
-        HarvestRange,
-        MIN_PAGE_SHIFT, //
-    },
+    queues, //
+};
+use virtio_mig_core::dirty_bitmap::{
+    self,
+    HarvestRange,
+    MIN_PAGE_SHIFT, //
 };
 
 /// One range of the `DMA_LOGGING_START` request.

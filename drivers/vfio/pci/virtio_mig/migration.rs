@@ -40,22 +40,22 @@ use crate::{
         QueueSet, //
     },
     regs::Regs,
-    shared::{
-        mig_fsm::{
-            self,
-            Action,
-            MigFlags,
-            MigState, //
-        },
-        mig_stream::{
-            self,
-            DeviceIdentity,
-            Frame,
-            FrameHeader,
-            FRAME_FINAL, //
-        },
-    },
     snapshot,
+};
+use virtio_mig_core::{
+    mig_fsm::{
+        self,
+        Action,
+        MigFlags,
+        MigState, //
+    },
+    mig_stream::{
+        self,
+        DeviceIdentity,
+        Frame,
+        FrameHeader,
+        FRAME_FINAL, //
+    },
 };
 
 /// `VIRTIO_F_RING_PACKED`: the driver negotiated packed virtqueues.

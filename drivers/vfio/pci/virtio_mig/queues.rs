@@ -13,7 +13,8 @@ use kernel::{
     virtio::pci::virtio_pci_caps as caps,
 };
 
-use crate::{regs::Regs, shared::mig_stream::MAX_QUEUES};
+use crate::regs::Regs;
+use virtio_mig_core::mig_stream::MAX_QUEUES;
 
 /// A set of queue indices.
 #[derive(Clone, Copy, Default)]

@@ -10,16 +10,16 @@ use crate::{
         self,
         QueueSet, //
     },
-    regs::Regs,
-    shared::mig_stream::{
-        self,
-        DeviceIdentity,
-        DriverState,
-        Frame,
-        QueueState,
-        SavedState,
-        MAX_DEVICE_CONFIG_LEN, //
-    },
+    regs::Regs, //
+};
+use virtio_mig_core::mig_stream::{
+    self,
+    DeviceIdentity,
+    DriverState,
+    Frame,
+    QueueState,
+    SavedState,
+    MAX_DEVICE_CONFIG_LEN, //
 };
 
 /// Virtio device IDs of modern functions start here (0x1040 + device type).
