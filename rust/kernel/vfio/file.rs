@@ -17,9 +17,11 @@ use crate::{
         VTABLE_DEFAULT_ERROR, //
     },
     fs::File,
+    ioctl::_IO,
     module::this_module,
     prelude::*,
     sync::aref::ARef,
+    transmute::AsBytes,
     types::ForeignOwnable,
     uaccess::{
         UserPtr,
@@ -49,11 +51,28 @@ pub trait DataFile: Send + Sync + Sized + 'static {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Handles an ioctl on the file, e.g. `VFIO_MIG_GET_PRECOPY_INFO`.
-    fn ioctl(_this: Pin<&Self>, _cmd: u32, _arg: UserPtr) -> Result<isize> {
+    /// How much pre-copy data the stream holds now (`VFIO_MIG_GET_PRECOPY_INFO` on a saving
+    /// file); fails with `EINVAL` outside the PRE_COPY states.
+    fn precopy_info(_this: Pin<&Self>) -> Result<PrecopyInfo> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
+
+/// The answer to `VFIO_MIG_GET_PRECOPY_INFO`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrecopyInfo {
+    /// Bytes of initial data that are still to be read; 0 once it all was.
+    pub initial_bytes: u64,
+    /// Bytes of data, besides the initial data, that the device has now.
+    pub dirty_bytes: u64,
+}
+
+/// `VFIO_MIG_GET_PRECOPY_INFO`.
+const VFIO_MIG_GET_PRECOPY_INFO: u32 = _IO(bindings::VFIO_TYPE as u32, bindings::VFIO_BASE + 21);
+
+// SAFETY: `struct vfio_precopy_info` is two `u32` followed by two `u64`: it has no padding and
+// every byte is initialized.
+unsafe impl AsBytes for bindings::vfio_precopy_info {}
 
 /// Open mode of a data file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,13 +130,13 @@ impl<T: DataFile> FileVTable<T> {
         } else {
             None
         },
-        unlocked_ioctl: if T::HAS_IOCTL {
+        unlocked_ioctl: if T::HAS_PRECOPY_INFO {
             Some(Self::ioctl)
         } else {
             None
         },
         #[cfg(CONFIG_COMPAT)]
-        compat_ioctl: if T::HAS_IOCTL {
+        compat_ioctl: if T::HAS_PRECOPY_INFO {
             bindings::compat_ptr_ioctl
         } else {
             None
@@ -175,7 +194,27 @@ impl<T: DataFile> FileVTable<T> {
     unsafe extern "C" fn ioctl(file: *mut bindings::file, cmd: c_uint, arg: c_ulong) -> c_long {
         // SAFETY: Per the safety requirements.
         let this = unsafe { Self::data(file) };
-        from_result(|| T::ioctl(this, cmd, UserPtr::from_addr(arg)).map(|n| n as c_long))
+        from_result(|| {
+            if cmd != VFIO_MIG_GET_PRECOPY_INFO {
+                return Err(ENOTTY);
+            }
+            // Userspace provides the whole structure; `argsz` says how much it is.
+            let len = size_of::<bindings::vfio_precopy_info>();
+            let (mut reader, mut writer) =
+                UserSlice::new(UserPtr::from_addr(arg), len).reader_writer();
+            let argsz: u32 = reader.read()?;
+            if (argsz as usize) < len {
+                return Err(EINVAL);
+            }
+            let info = T::precopy_info(this)?;
+            writer.write(&bindings::vfio_precopy_info {
+                argsz,
+                flags: 0,
+                initial_bytes: info.initial_bytes,
+                dirty_bytes: info.dirty_bytes,
+            })?;
+            Ok(0)
+        })
     }
 
     /// # Safety

@@ -16,7 +16,11 @@ use super::{
         IovaBitmap,
         IovaRanges, //
     },
-    migration::State,
+    migration::{
+        self,
+        Flags,
+        State, //
+    },
 };
 use crate::{
     bindings,
@@ -72,9 +76,10 @@ pub trait Driver: Send + Sync + Sized + 'static {
         info: Option<&Self::IdInfo>,
     ) -> impl PinInit<Self, Error>;
 
-    /// The `VFIO_MIGRATION_*` flags this device supports, or 0 for none. Asked once, at probe.
-    fn migration_flags(&self) -> u32 {
-        0
+    /// The migration flags this device supports, [`Flags::NONE`] for none. Asked once, at
+    /// probe.
+    fn migration_flags(&self) -> Flags {
+        Flags::NONE
     }
 
     /// Whether this device supports dirty-page logging. Asked once, at probe, before the device
@@ -101,8 +106,8 @@ pub trait Driver: Send + Sync + Sized + 'static {
     }
 
     /// Moves the device to the requested state `new`. The VFIO core passes the request as is:
-    /// the driver walks it one single arc at a time (the path `vfio_mig_get_next_state()`
-    /// prescribes). Returns the data file the last arc opened, if any (arcs to `STOP_COPY`,
+    /// the driver walks it one single arc at a time (the path
+    /// [`CoreDevice::next_migration_state`] prescribes). Returns the data file the last arc opened, if any (arcs to `STOP_COPY`,
     /// `PRE_COPY` or `RESUMING`).
     fn migration_set_state(_dev: &Opened<'_, Self>, _new: State) -> Result<Option<ARef<File>>> {
         build_error!(VTABLE_DEFAULT_ERROR)
@@ -196,6 +201,15 @@ impl<T> CoreDevice<T> {
 }
 
 impl<T> CoreDevice<T> {
+    /// The next single arc on the way from `cur` to `target`, as the VFIO core prescribes for
+    /// the device's migration flags (`vfio_mig_get_next_state()`): states the device lacks are
+    /// skipped. Fails with `EINVAL` when there is no path (from ERROR, to an unsupported state,
+    /// or from STOP_COPY to a PRE_COPY state).
+    pub fn next_migration_state(&self, cur: State, target: State) -> Result<State> {
+        // SAFETY: `core` is valid by the type invariants; its `vdev` is a registered device.
+        unsafe { migration::next_state(addr_of_mut!((*self.as_raw()).vdev), cur, target) }
+    }
+
     /// Whether the device's DMA is untranslated: VFIO no-IOMMU mode, where IOVA is the physical
     /// address. Otherwise the device DMAs through the VFIO user's IOMMU domain.
     pub fn is_noiommu(&self) -> bool {
@@ -396,7 +410,7 @@ impl<T: Driver> VTable<T> {
     ) -> *mut bindings::file {
         // SAFETY: Per the safety requirements.
         let dev = unsafe { Opened::new(CoreDevice::<T>::from_vfio_device(vdev)) };
-        let result = State::from_raw(new).and_then(|new| T::migration_set_state(&dev, new));
+        let result = migration::from_raw(new).and_then(|new| T::migration_set_state(&dev, new));
         match result {
             // The reference goes to the caller, which installs it in a file descriptor.
             Ok(Some(file)) => ARef::into_raw(file).as_ptr().cast(),
@@ -418,7 +432,7 @@ impl<T: Driver> VTable<T> {
         from_result(|| {
             let current = T::migration_get_state(&dev)?;
             // SAFETY: `state` is valid for writes per the safety requirements.
-            unsafe { *state = current.into_raw() };
+            unsafe { *state = current.as_u32() };
             Ok(0)
         })
     }
@@ -571,9 +585,10 @@ impl<T: Driver> Adapter<T> {
             )
         })?;
         let this = vdev.cast::<CoreDevice<T>>();
-        // SAFETY: `this` is a fresh, zeroed allocation of a `CoreDevice<T>` that never moves;
-        // `data` is initialized in place and `data_initialized` records it for `release`.
-        let initialized = unsafe { init.__init((*this).data.get()) };
+        // SAFETY: `this` is a fresh, zeroed allocation of a `CoreDevice<T>` that never moves
+        // until it is freed; `data` is initialized in place and `data_initialized` records it
+        // for `release`.
+        let initialized = unsafe { pin_init::raw_try_init((*this).data.get(), init) };
         if let Err(e) = initialized {
             // SAFETY: Drops the only reference; `release` skips the uninitialized data.
             unsafe { bindings::put_device(addr_of_mut!((*vdev).device)) };
@@ -585,11 +600,11 @@ impl<T: Driver> Adapter<T> {
         let dev = unsafe { &*this };
 
         let flags = dev.migration_flags();
-        if VTable::<T>::HAS_MIGRATION && flags != 0 {
+        if VTable::<T>::HAS_MIGRATION && flags != Flags::NONE {
             // SAFETY: Set before registration, as the VFIO core requires.
             unsafe {
                 (*vdev).mig_ops = &VTable::<T>::MIGRATION_OPS;
-                (*vdev).migration_flags = flags;
+                (*vdev).migration_flags = flags.0;
             }
         }
         if VTable::<T>::HAS_LOG && dev.dirty_logging(core_pdev) {

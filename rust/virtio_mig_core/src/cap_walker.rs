@@ -14,7 +14,7 @@
 
 use core::fmt;
 
-use super::virtio_pci_caps as caps;
+use super::layout;
 
 /// Read access to a function's PCI configuration space.
 ///
@@ -54,7 +54,7 @@ impl ConfigSpaceRead for [u8] {
 }
 
 /// Maximum number of capabilities in the list: one per dword between
-/// [`caps::PCI_CAP_MIN_OFFSET`] and the end of config space.
+/// [`layout::PCI_CAP_MIN_OFFSET`] and the end of config space.
 pub const MAX_CAPS: usize = 48;
 
 /// A validated region inside a BAR.
@@ -124,19 +124,19 @@ pub struct CapInfo {
 /// The virtio structures found on a device (first occurrence of each type).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VirtioCaps {
-    /// Common configuration ([`caps::VIRTIO_PCI_CAP_COMMON_CFG`]).
+    /// Common configuration ([`layout::VIRTIO_PCI_CAP_COMMON_CFG`]).
     pub common: Option<CapRegion>,
-    /// Notification area ([`caps::VIRTIO_PCI_CAP_NOTIFY_CFG`]).
+    /// Notification area ([`layout::VIRTIO_PCI_CAP_NOTIFY_CFG`]).
     pub notify: Option<CapRegion>,
     /// `notify_off_multiplier` of the notify capability (0 if absent).
     pub notify_off_multiplier: u32,
-    /// ISR status ([`caps::VIRTIO_PCI_CAP_ISR_CFG`]).
+    /// ISR status ([`layout::VIRTIO_PCI_CAP_ISR_CFG`]).
     pub isr: Option<CapRegion>,
-    /// Device-specific configuration ([`caps::VIRTIO_PCI_CAP_DEVICE_CFG`]).
+    /// Device-specific configuration ([`layout::VIRTIO_PCI_CAP_DEVICE_CFG`]).
     pub device: Option<CapRegion>,
-    /// Memory dirty pages tracker ([`caps::VIRTIO_PCI_CAP_MEMORY_TRACK_CFG`]).
+    /// Memory dirty pages tracker ([`layout::VIRTIO_PCI_CAP_MEMORY_TRACK_CFG`]).
     pub memory_track: Option<CapRegion>,
-    /// Device state ([`caps::VIRTIO_PCI_CAP_DEVICE_STATE_CFG`]).
+    /// Device state ([`layout::VIRTIO_PCI_CAP_DEVICE_STATE_CFG`]).
     pub device_state: Option<CapRegion>,
     /// Config-space offset of the first PCI configuration access capability.
     pub pci_cfg: Option<u8>,
@@ -148,36 +148,36 @@ pub struct VirtioCaps {
 
 /// The `cfg_type`s a modern virtio-pci driver cannot work without.
 pub const REQUIRED_MODERN: [u8; 3] = [
-    caps::VIRTIO_PCI_CAP_COMMON_CFG,
-    caps::VIRTIO_PCI_CAP_NOTIFY_CFG,
-    caps::VIRTIO_PCI_CAP_ISR_CFG,
+    layout::VIRTIO_PCI_CAP_COMMON_CFG,
+    layout::VIRTIO_PCI_CAP_NOTIFY_CFG,
+    layout::VIRTIO_PCI_CAP_ISR_CFG,
 ];
 
 /// The `cfg_type`s device-state migration needs (dirty tracking is separate).
-pub const REQUIRED_MIGRATION: [u8; 1] = [caps::VIRTIO_PCI_CAP_DEVICE_STATE_CFG];
+pub const REQUIRED_MIGRATION: [u8; 1] = [layout::VIRTIO_PCI_CAP_DEVICE_STATE_CFG];
 
 impl VirtioCaps {
     /// The stored region of a BAR-backed `cfg_type`, if present.
     pub const fn region(&self, cfg_type: u8) -> Option<CapRegion> {
         match cfg_type {
-            caps::VIRTIO_PCI_CAP_COMMON_CFG => self.common,
-            caps::VIRTIO_PCI_CAP_NOTIFY_CFG => self.notify,
-            caps::VIRTIO_PCI_CAP_ISR_CFG => self.isr,
-            caps::VIRTIO_PCI_CAP_DEVICE_CFG => self.device,
-            caps::VIRTIO_PCI_CAP_MEMORY_TRACK_CFG => self.memory_track,
-            caps::VIRTIO_PCI_CAP_DEVICE_STATE_CFG => self.device_state,
+            layout::VIRTIO_PCI_CAP_COMMON_CFG => self.common,
+            layout::VIRTIO_PCI_CAP_NOTIFY_CFG => self.notify,
+            layout::VIRTIO_PCI_CAP_ISR_CFG => self.isr,
+            layout::VIRTIO_PCI_CAP_DEVICE_CFG => self.device,
+            layout::VIRTIO_PCI_CAP_MEMORY_TRACK_CFG => self.memory_track,
+            layout::VIRTIO_PCI_CAP_DEVICE_STATE_CFG => self.device_state,
             _ => None,
         }
     }
 
     fn slot(&mut self, cfg_type: u8) -> Option<&mut Option<CapRegion>> {
         match cfg_type {
-            caps::VIRTIO_PCI_CAP_COMMON_CFG => Some(&mut self.common),
-            caps::VIRTIO_PCI_CAP_NOTIFY_CFG => Some(&mut self.notify),
-            caps::VIRTIO_PCI_CAP_ISR_CFG => Some(&mut self.isr),
-            caps::VIRTIO_PCI_CAP_DEVICE_CFG => Some(&mut self.device),
-            caps::VIRTIO_PCI_CAP_MEMORY_TRACK_CFG => Some(&mut self.memory_track),
-            caps::VIRTIO_PCI_CAP_DEVICE_STATE_CFG => Some(&mut self.device_state),
+            layout::VIRTIO_PCI_CAP_COMMON_CFG => Some(&mut self.common),
+            layout::VIRTIO_PCI_CAP_NOTIFY_CFG => Some(&mut self.notify),
+            layout::VIRTIO_PCI_CAP_ISR_CFG => Some(&mut self.isr),
+            layout::VIRTIO_PCI_CAP_DEVICE_CFG => Some(&mut self.device),
+            layout::VIRTIO_PCI_CAP_MEMORY_TRACK_CFG => Some(&mut self.memory_track),
+            layout::VIRTIO_PCI_CAP_DEVICE_STATE_CFG => Some(&mut self.device_state),
             _ => None,
         }
     }
@@ -185,12 +185,12 @@ impl VirtioCaps {
     /// All stored regions with their `cfg_type`, in a fixed order.
     pub const fn regions(&self) -> [(u8, Option<CapRegion>); 6] {
         [
-            (caps::VIRTIO_PCI_CAP_COMMON_CFG, self.common),
-            (caps::VIRTIO_PCI_CAP_NOTIFY_CFG, self.notify),
-            (caps::VIRTIO_PCI_CAP_ISR_CFG, self.isr),
-            (caps::VIRTIO_PCI_CAP_DEVICE_CFG, self.device),
-            (caps::VIRTIO_PCI_CAP_MEMORY_TRACK_CFG, self.memory_track),
-            (caps::VIRTIO_PCI_CAP_DEVICE_STATE_CFG, self.device_state),
+            (layout::VIRTIO_PCI_CAP_COMMON_CFG, self.common),
+            (layout::VIRTIO_PCI_CAP_NOTIFY_CFG, self.notify),
+            (layout::VIRTIO_PCI_CAP_ISR_CFG, self.isr),
+            (layout::VIRTIO_PCI_CAP_DEVICE_CFG, self.device),
+            (layout::VIRTIO_PCI_CAP_MEMORY_TRACK_CFG, self.memory_track),
+            (layout::VIRTIO_PCI_CAP_DEVICE_STATE_CFG, self.device_state),
         ]
     }
 
@@ -377,7 +377,7 @@ impl<E> fmt::Display for WalkError<E> {
             } => write!(
                 f,
                 " (cap at {pos:#04x}, {}: length {length:#x} < {min:#x})",
-                caps::cfg_type_name(cfg_type)
+                layout::cfg_type_name(cfg_type)
             ),
             WalkError::RegionMisaligned {
                 pos,
@@ -386,7 +386,7 @@ impl<E> fmt::Display for WalkError<E> {
             } => write!(
                 f,
                 " (cap at {pos:#04x}, {}: offset {offset:#x})",
-                caps::cfg_type_name(cfg_type)
+                layout::cfg_type_name(cfg_type)
             ),
             WalkError::Overlap {
                 pos,
@@ -395,8 +395,8 @@ impl<E> fmt::Display for WalkError<E> {
             } => write!(
                 f,
                 " (cap at {pos:#04x}: {} overlaps {})",
-                caps::cfg_type_name(cfg_type),
-                caps::cfg_type_name(other)
+                layout::cfg_type_name(cfg_type),
+                layout::cfg_type_name(other)
             ),
             WalkError::Loop { pos } | WalkError::RegionOverflow { pos } => {
                 write!(f, " (cap at {pos:#04x})")
@@ -408,7 +408,8 @@ impl<E> fmt::Display for WalkError<E> {
 
 /// Whether `cfg_type` describes a region inside a BAR.
 const fn is_bar_region(cfg_type: u8) -> bool {
-    caps::min_region_len(cfg_type).is_some() || cfg_type == caps::VIRTIO_PCI_CAP_SHARED_MEMORY_CFG
+    layout::min_region_len(cfg_type).is_some()
+        || cfg_type == layout::VIRTIO_PCI_CAP_SHARED_MEMORY_CFG
 }
 
 /// Validates a capability pointer read at `from`; `Ok(None)` ends the list.
@@ -416,7 +417,7 @@ fn check_pointer<E>(from: u16, ptr: u8) -> Result<Option<u8>, WalkError<E>> {
     if ptr == 0 {
         return Ok(None);
     }
-    if u16::from(ptr) < caps::PCI_CAP_MIN_OFFSET || ptr & 3 != 0 {
+    if u16::from(ptr) < layout::PCI_CAP_MIN_OFFSET || ptr & 3 != 0 {
         return Err(WalkError::BadPointer { from, ptr });
     }
     Ok(Some(ptr))
@@ -431,22 +432,22 @@ where
     let rd8 = |off: u16| cfg.read8(base + off).map_err(WalkError::Read);
     let rd32 = |off: u16| cfg.read32(base + off).map_err(WalkError::Read);
 
-    let cap_len = rd8(caps::VIRTIO_PCI_CAP_LEN)?;
-    let cfg_type = rd8(caps::VIRTIO_PCI_CAP_CFG_TYPE)?;
-    let min = caps::min_cap_len(cfg_type);
+    let cap_len = rd8(layout::VIRTIO_PCI_CAP_LEN)?;
+    let cfg_type = rd8(layout::VIRTIO_PCI_CAP_CFG_TYPE)?;
+    let min = layout::min_cap_len(cfg_type);
     if cap_len < min {
         return Err(WalkError::CapLenTooSmall { pos, cap_len, min });
     }
-    if base + u16::from(cap_len) > caps::PCI_CFG_SPACE_SIZE {
+    if base + u16::from(cap_len) > layout::PCI_CFG_SPACE_SIZE {
         return Err(WalkError::CapPastConfigSpace { pos, cap_len });
     }
-    let bar = rd8(caps::VIRTIO_PCI_CAP_BAR)?;
-    let id = rd8(caps::VIRTIO_PCI_CAP_ID)?;
-    let mut offset = u64::from(rd32(caps::VIRTIO_PCI_CAP_OFFSET)?);
-    let mut length = u64::from(rd32(caps::VIRTIO_PCI_CAP_LENGTH)?);
-    if cfg_type == caps::VIRTIO_PCI_CAP_SHARED_MEMORY_CFG {
-        offset |= u64::from(rd32(caps::VIRTIO_PCI_CAP64_OFFSET_HI)?) << 32;
-        length |= u64::from(rd32(caps::VIRTIO_PCI_CAP64_LENGTH_HI)?) << 32;
+    let bar = rd8(layout::VIRTIO_PCI_CAP_BAR)?;
+    let id = rd8(layout::VIRTIO_PCI_CAP_ID)?;
+    let mut offset = u64::from(rd32(layout::VIRTIO_PCI_CAP_OFFSET)?);
+    let mut length = u64::from(rd32(layout::VIRTIO_PCI_CAP_LENGTH)?);
+    if cfg_type == layout::VIRTIO_PCI_CAP_SHARED_MEMORY_CFG {
+        offset |= u64::from(rd32(layout::VIRTIO_PCI_CAP64_OFFSET_HI)?) << 32;
+        length |= u64::from(rd32(layout::VIRTIO_PCI_CAP64_LENGTH_HI)?) << 32;
     }
     Ok(VirtioCapFields {
         cfg_type,
@@ -462,7 +463,7 @@ where
 fn check_region<E>(
     pos: u8,
     f: &VirtioCapFields,
-    bar_sizes: &[u64; caps::PCI_STD_NUM_BARS],
+    bar_sizes: &[u64; layout::PCI_STD_NUM_BARS],
 ) -> Result<(), WalkError<E>> {
     let bar_size = match bar_sizes.get(usize::from(f.bar)) {
         Some(&size) => size,
@@ -472,7 +473,7 @@ fn check_region<E>(
         return Err(WalkError::AbsentBar { pos, bar: f.bar });
     }
     // The 32-bit fields must not wrap in 32 bits; the 64-bit ones in 64.
-    let limit = if f.cfg_type == caps::VIRTIO_PCI_CAP_SHARED_MEMORY_CFG {
+    let limit = if f.cfg_type == layout::VIRTIO_PCI_CAP_SHARED_MEMORY_CFG {
         u64::MAX
     } else {
         u64::from(u32::MAX)
@@ -484,7 +485,7 @@ fn check_region<E>(
     if end > bar_size {
         return Err(WalkError::RegionPastBar { pos, end, bar_size });
     }
-    if let Some(min) = caps::min_region_len(f.cfg_type) {
+    if let Some(min) = layout::min_region_len(f.cfg_type) {
         if f.length < u64::from(min) {
             return Err(WalkError::RegionTooShort {
                 pos,
@@ -494,7 +495,7 @@ fn check_region<E>(
             });
         }
     }
-    if f.offset % u64::from(caps::region_align(f.cfg_type)) != 0 {
+    if f.offset % u64::from(layout::region_align(f.cfg_type)) != 0 {
         return Err(WalkError::RegionMisaligned {
             pos,
             cfg_type: f.cfg_type,
@@ -516,7 +517,7 @@ fn check_region<E>(
 /// region is, so the capability at fault in an error has been reported.
 pub fn walk<C, F>(
     cfg: &C,
-    bar_sizes: &[u64; caps::PCI_STD_NUM_BARS],
+    bar_sizes: &[u64; layout::PCI_STD_NUM_BARS],
     mut visit: F,
 ) -> Result<VirtioCaps, WalkError<C::Error>>
 where
@@ -524,14 +525,14 @@ where
     F: FnMut(&CapInfo),
 {
     let mut out = VirtioCaps::default();
-    let status = cfg.read8(caps::PCI_STATUS).map_err(WalkError::Read)?;
-    if u16::from(status) & caps::PCI_STATUS_CAP_LIST == 0 {
+    let status = cfg.read8(layout::PCI_STATUS).map_err(WalkError::Read)?;
+    if u16::from(status) & layout::PCI_STATUS_CAP_LIST == 0 {
         return Ok(out);
     }
     let first = cfg
-        .read8(caps::PCI_CAPABILITY_LIST)
+        .read8(layout::PCI_CAPABILITY_LIST)
         .map_err(WalkError::Read)?;
-    let mut next = check_pointer(caps::PCI_CAPABILITY_LIST, first)?;
+    let mut next = check_pointer(layout::PCI_CAPABILITY_LIST, first)?;
     // One bit per dword of config space.
     let mut visited: u64 = 0;
     let mut count: usize = 0;
@@ -549,13 +550,13 @@ where
 
         let base = u16::from(pos);
         let cap_id = cfg
-            .read8(base + caps::PCI_CAP_LIST_ID)
+            .read8(base + layout::PCI_CAP_LIST_ID)
             .map_err(WalkError::Read)?;
         let next_ptr = cfg
-            .read8(base + caps::PCI_CAP_LIST_NEXT)
+            .read8(base + layout::PCI_CAP_LIST_NEXT)
             .map_err(WalkError::Read)?;
 
-        if cap_id == caps::PCI_CAP_ID_VNDR {
+        if cap_id == layout::PCI_CAP_ID_VNDR {
             let fields = read_virtio_cap(cfg, pos)?;
             visit(&CapInfo {
                 pos,
@@ -564,7 +565,7 @@ where
             });
             record_virtio_cap(cfg, &mut out, pos, &fields, bar_sizes)?;
         } else {
-            if cap_id == caps::PCI_CAP_ID_MSIX && out.msix.is_none() {
+            if cap_id == layout::PCI_CAP_ID_MSIX && out.msix.is_none() {
                 out.msix = Some(pos);
             }
             visit(&CapInfo {
@@ -573,7 +574,7 @@ where
                 virtio: None,
             });
         }
-        next = check_pointer(base + caps::PCI_CAP_LIST_NEXT, next_ptr)?;
+        next = check_pointer(base + layout::PCI_CAP_LIST_NEXT, next_ptr)?;
     }
     // `count` is at most MAX_CAPS here.
     out.num_caps = u8::try_from(count).unwrap_or(u8::MAX);
@@ -587,12 +588,12 @@ fn record_virtio_cap<C>(
     out: &mut VirtioCaps,
     pos: u8,
     f: &VirtioCapFields,
-    bar_sizes: &[u64; caps::PCI_STD_NUM_BARS],
+    bar_sizes: &[u64; layout::PCI_STD_NUM_BARS],
 ) -> Result<(), WalkError<C::Error>>
 where
     C: ConfigSpaceRead + ?Sized,
 {
-    if f.cfg_type == caps::VIRTIO_PCI_CAP_PCI_CFG {
+    if f.cfg_type == layout::VIRTIO_PCI_CAP_PCI_CFG {
         if out.pci_cfg.is_none() {
             out.pci_cfg = Some(pos);
         }
@@ -627,9 +628,9 @@ where
             }
         }
     }
-    if f.cfg_type == caps::VIRTIO_PCI_CAP_NOTIFY_CFG {
+    if f.cfg_type == layout::VIRTIO_PCI_CAP_NOTIFY_CFG {
         out.notify_off_multiplier = cfg
-            .read32(u16::from(pos) + caps::VIRTIO_PCI_NOTIFY_CAP_MULT)
+            .read32(u16::from(pos) + layout::VIRTIO_PCI_NOTIFY_CAP_MULT)
             .map_err(WalkError::Read)?;
     }
     if let Some(slot) = out.slot(f.cfg_type) {
@@ -641,7 +642,7 @@ where
 /// [`walk`] without a visitor.
 pub fn find_virtio_caps<C>(
     cfg: &C,
-    bar_sizes: &[u64; caps::PCI_STD_NUM_BARS],
+    bar_sizes: &[u64; layout::PCI_STD_NUM_BARS],
 ) -> Result<VirtioCaps, WalkError<C::Error>>
 where
     C: ConfigSpaceRead + ?Sized,

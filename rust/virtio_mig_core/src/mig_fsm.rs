@@ -4,10 +4,15 @@
 //!
 //! The VFIO uAPI (`enum vfio_device_mig_state`) defines eight states; a
 //! driver implements only *single arcs* between neighbouring states and walks
-//! longer transitions one arc at a time, choosing each step with
-//! [`next_step`] (the same choices as the VFIO core's shortest-path table).
-//! For every arc, [`arc_actions`] lists the device-side work in order, so the
-//! driver only executes [`Action`]s and holds no policy of its own.
+//! longer transitions one arc at a time. For every arc, [`arc_actions`] lists
+//! the device-side work in order, so the driver only executes [`Action`]s and
+//! holds no policy of its own.
+//!
+//! In the kernel the VFIO core chooses each step (`vfio_mig_get_next_state()`,
+//! through `kernel::vfio`). [`next_step`] is the host model of that choice:
+//! the host tests check the arc table and the actions against it, and a KUnit
+//! test checks that it agrees with the VFIO core for every pair of states and
+//! every flag set.
 //!
 //! A driver loop looks like this (kept as text: the kernel builds its own
 //! documentation examples as KUnit tests, where this crate's path differs):
@@ -27,7 +32,7 @@ use core::fmt;
 /// A migration state, with the numeric values of `enum vfio_device_mig_state`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
-pub enum MigState {
+pub enum State {
     /// The device failed; only a reset leaves this state.
     Error = 0,
     /// Not running, no DMA, no interrupts; state may be saved or loaded.
@@ -42,7 +47,7 @@ pub enum MigState {
     RunningP2p = 5,
     /// Running, with the saving data file returning initial (pre-copy) data.
     PreCopy = 6,
-    /// Like [`MigState::RunningP2p`], with the pre-copy data file still open.
+    /// Like [`State::RunningP2p`], with the pre-copy data file still open.
     PreCopyP2p = 7,
 }
 
@@ -50,29 +55,29 @@ pub enum MigState {
 pub const NUM_STATES: usize = 8;
 
 /// Every state, in numeric order.
-pub const ALL_STATES: [MigState; NUM_STATES] = [
-    MigState::Error,
-    MigState::Stop,
-    MigState::Running,
-    MigState::StopCopy,
-    MigState::Resuming,
-    MigState::RunningP2p,
-    MigState::PreCopy,
-    MigState::PreCopyP2p,
+pub const ALL_STATES: [State; NUM_STATES] = [
+    State::Error,
+    State::Stop,
+    State::Running,
+    State::StopCopy,
+    State::Resuming,
+    State::RunningP2p,
+    State::PreCopy,
+    State::PreCopyP2p,
 ];
 
-impl MigState {
+impl State {
     /// The state with uAPI value `v`, if any.
-    pub const fn from_u32(v: u32) -> Option<MigState> {
+    pub const fn from_u32(v: u32) -> Option<State> {
         match v {
-            0 => Some(MigState::Error),
-            1 => Some(MigState::Stop),
-            2 => Some(MigState::Running),
-            3 => Some(MigState::StopCopy),
-            4 => Some(MigState::Resuming),
-            5 => Some(MigState::RunningP2p),
-            6 => Some(MigState::PreCopy),
-            7 => Some(MigState::PreCopyP2p),
+            0 => Some(State::Error),
+            1 => Some(State::Stop),
+            2 => Some(State::Running),
+            3 => Some(State::StopCopy),
+            4 => Some(State::Resuming),
+            5 => Some(State::RunningP2p),
+            6 => Some(State::PreCopy),
+            7 => Some(State::PreCopyP2p),
             _ => None,
         }
     }
@@ -85,51 +90,46 @@ impl MigState {
     /// The uAPI name of the state (without the `VFIO_DEVICE_STATE_` prefix).
     pub const fn name(self) -> &'static str {
         match self {
-            MigState::Error => "ERROR",
-            MigState::Stop => "STOP",
-            MigState::Running => "RUNNING",
-            MigState::StopCopy => "STOP_COPY",
-            MigState::Resuming => "RESUMING",
-            MigState::RunningP2p => "RUNNING_P2P",
-            MigState::PreCopy => "PRE_COPY",
-            MigState::PreCopyP2p => "PRE_COPY_P2P",
+            State::Error => "ERROR",
+            State::Stop => "STOP",
+            State::Running => "RUNNING",
+            State::StopCopy => "STOP_COPY",
+            State::Resuming => "RESUMING",
+            State::RunningP2p => "RUNNING_P2P",
+            State::PreCopy => "PRE_COPY",
+            State::PreCopyP2p => "PRE_COPY_P2P",
         }
     }
 
     /// Migration flags a device must advertise for this state to exist.
-    /// [`MigState::Error`] is never a valid request target.
-    pub const fn required_flags(self) -> MigFlags {
+    /// [`State::Error`] is never a valid request target.
+    pub const fn required_flags(self) -> Flags {
         match self {
-            MigState::Error => MigFlags(u32::MAX),
-            MigState::Stop | MigState::Running | MigState::StopCopy | MigState::Resuming => {
-                MigFlags::STOP_COPY
-            }
-            MigState::RunningP2p => MigFlags(MigFlags::STOP_COPY.0 | MigFlags::P2P.0),
-            MigState::PreCopy => MigFlags(MigFlags::STOP_COPY.0 | MigFlags::PRE_COPY.0),
-            MigState::PreCopyP2p => MigFlags::ALL,
+            State::Error => Flags(u32::MAX),
+            State::Stop | State::Running | State::StopCopy | State::Resuming => Flags::STOP_COPY,
+            State::RunningP2p => Flags(Flags::STOP_COPY.0 | Flags::P2P.0),
+            State::PreCopy => Flags(Flags::STOP_COPY.0 | Flags::PRE_COPY.0),
+            State::PreCopyP2p => Flags::ALL,
         }
     }
 
     /// Whether the device runs (processes its queues) in this state.
     pub const fn is_running(self) -> bool {
-        matches!(self, MigState::Running | MigState::PreCopy)
+        matches!(self, State::Running | State::PreCopy)
     }
 
     /// Whether a saving data file is open in this state.
     pub const fn has_saving_file(self) -> bool {
-        matches!(
-            self,
-            MigState::StopCopy | MigState::PreCopy | MigState::PreCopyP2p
-        )
+        matches!(self, State::StopCopy | State::PreCopy | State::PreCopyP2p)
     }
 
     /// Whether a resuming data file is open in this state.
     pub const fn has_resuming_file(self) -> bool {
-        matches!(self, MigState::Resuming)
+        matches!(self, State::Resuming)
     }
 }
 
-impl fmt::Display for MigState {
+impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -137,25 +137,27 @@ impl fmt::Display for MigState {
 
 /// Migration capability flags (`VFIO_MIGRATION_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MigFlags(pub u32);
+pub struct Flags(pub u32);
 
-impl MigFlags {
+impl Flags {
+    /// No migration support.
+    pub const NONE: Flags = Flags(0);
     /// `VFIO_MIGRATION_STOP_COPY`: STOP, RUNNING, STOP_COPY, RESUMING.
-    pub const STOP_COPY: MigFlags = MigFlags(1 << 0);
+    pub const STOP_COPY: Flags = Flags(1 << 0);
     /// `VFIO_MIGRATION_P2P`: adds RUNNING_P2P.
-    pub const P2P: MigFlags = MigFlags(1 << 1);
+    pub const P2P: Flags = Flags(1 << 1);
     /// `VFIO_MIGRATION_PRE_COPY`: adds PRE_COPY (and PRE_COPY_P2P with P2P).
-    pub const PRE_COPY: MigFlags = MigFlags(1 << 2);
+    pub const PRE_COPY: Flags = Flags(1 << 2);
     /// Everything this driver supports.
-    pub const ALL: MigFlags = MigFlags(Self::STOP_COPY.0 | Self::P2P.0 | Self::PRE_COPY.0);
+    pub const ALL: Flags = Flags(Self::STOP_COPY.0 | Self::P2P.0 | Self::PRE_COPY.0);
 
     /// Whether every flag of `other` is set in `self`.
-    pub const fn contains(self, other: MigFlags) -> bool {
+    pub const fn contains(self, other: Flags) -> bool {
         self.0 & other.0 == other.0
     }
 
     /// Whether a device advertising `self` has `state`.
-    pub const fn supports(self, state: MigState) -> bool {
+    pub const fn supports(self, state: State) -> bool {
         self.contains(state.required_flags())
     }
 
@@ -198,15 +200,15 @@ impl fmt::Display for FsmError {
 }
 
 /// Index of a state in per-state tables.
-const fn idx(s: MigState) -> usize {
+const fn idx(s: State) -> usize {
     s as usize
 }
 
 /// Preferred next state on the path from a state (row) to a target (column),
 /// assuming every optional state exists. Unsupported intermediate states are
 /// skipped by [`next_step`], which applies the table again from them.
-const FIRST_HOP: [[MigState; NUM_STATES]; NUM_STATES] = {
-    use MigState::{
+const FIRST_HOP: [[State; NUM_STATES]; NUM_STATES] = {
+    use State::{
         Error as E, PreCopy as Pc, PreCopyP2p as Pp, Resuming as Re, Running as Ru,
         RunningP2p as Rp, Stop as St, StopCopy as Sc,
     };
@@ -229,8 +231,8 @@ const FIRST_HOP: [[MigState; NUM_STATES]; NUM_STATES] = {
 /// Matches the VFIO core's choice: intermediate states that the flags do not
 /// provide are skipped, so without P2P the arc RUNNING→STOP is taken
 /// directly, and without PRE_COPY those states are never entered.
-pub fn next_step(cur: MigState, target: MigState, flags: MigFlags) -> Result<MigState, FsmError> {
-    if cur == MigState::Error {
+pub fn next_step(cur: State, target: State, flags: Flags) -> Result<State, FsmError> {
+    if cur == State::Error {
         return Err(FsmError::InError);
     }
     if !flags.supports(cur) {
@@ -244,7 +246,7 @@ pub fn next_step(cur: MigState, target: MigState, flags: MigFlags) -> Result<Mig
     // walk ends within NUM_STATES hops; the bound only guards the table.
     for _ in 0..NUM_STATES {
         next = FIRST_HOP[idx(next)][idx(target)];
-        if next == MigState::Error {
+        if next == State::Error {
             return Err(FsmError::Blocked);
         }
         if flags.supports(next) {
@@ -304,7 +306,7 @@ impl Action {
 pub const RESET_ACTIONS: &[Action] = &[Action::CloseFiles];
 
 /// The migration state after a device reset.
-pub const RESET_STATE: MigState = MigState::Running;
+pub const RESET_STATE: State = State::Running;
 
 /// The device-side actions of the single arc `from → to`, or `None` when
 /// that is not a single arc for any flag set.
@@ -312,9 +314,9 @@ pub const RESET_STATE: MigState = MigState::Running;
 /// Includes the arcs that only exist when P2P is not advertised
 /// (RUNNING↔STOP, PRE_COPY→STOP_COPY), which combine the work of the
 /// skipped RUNNING_P2P / PRE_COPY_P2P arcs.
-pub const fn arc_actions(from: MigState, to: MigState) -> Option<&'static [Action]> {
+pub const fn arc_actions(from: State, to: State) -> Option<&'static [Action]> {
     use Action::*;
-    use MigState::*;
+    use State::*;
     let actions: &'static [Action] = match (from, to) {
         (Running, RunningP2p) | (PreCopy, PreCopyP2p) => &[QuiesceQueues],
         (RunningP2p, Running) | (PreCopyP2p, PreCopy) => &[ResumeQueues],
@@ -336,6 +338,6 @@ pub const fn arc_actions(from: MigState, to: MigState) -> Option<&'static [Actio
 }
 
 /// Whether `from → to` is a single arc a driver with `flags` must implement.
-pub fn is_arc(from: MigState, to: MigState, flags: MigFlags) -> bool {
+pub fn is_arc(from: State, to: State, flags: Flags) -> bool {
     from != to && matches!(next_step(from, to, flags), Ok(next) if next == to)
 }

@@ -754,12 +754,20 @@ pub struct Frame<'a> {
     body: &'a [u8],
 }
 
-/// Queue-index bitmap used for duplicate and completeness checks.
-struct QueueSet([u64; MAX_QUEUES / 64]);
+/// A set of queue indices below [`MAX_QUEUES`] (larger ones are never in it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueSet([u64; MAX_QUEUES / 64]);
+
+impl Default for QueueSet {
+    fn default() -> Self {
+        Self([0; MAX_QUEUES / 64])
+    }
+}
 
 impl QueueSet {
-    /// Marks `index`; returns `false` if it was already marked.
-    fn insert(&mut self, index: u16) -> bool {
+    /// Adds `index`; returns `false` if it was in the set already or is too
+    /// large for it.
+    pub fn insert(&mut self, index: u16) -> bool {
         let i = usize::from(index);
         match self.0.get_mut(i / 64) {
             Some(word) => {
@@ -772,9 +780,15 @@ impl QueueSet {
         }
     }
 
-    fn contains(&self, index: u16) -> bool {
+    /// Whether `index` is in the set.
+    pub fn contains(&self, index: u16) -> bool {
         let i = usize::from(index);
         matches!(self.0.get(i / 64), Some(w) if w & (1u64 << (i % 64)) != 0)
+    }
+
+    /// Empties the set.
+    pub fn clear(&mut self) {
+        *self = Self::default();
     }
 }
 
@@ -807,7 +821,7 @@ impl<'a> Frame<'a> {
             num_queue_sections: 0,
             body,
         };
-        let mut queues = QueueSet([0; MAX_QUEUES / 64]);
+        let mut queues = QueueSet::default();
         let mut seen: u32 = 0;
         let mut rest = body;
         let mut first = true;

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use virtio_mig_core::cap_walker::*;
-use virtio_mig_core::virtio_pci_caps::*;
+use virtio_mig_core::layout::*;
 
 /// A config space image under construction.
 struct Cfg {

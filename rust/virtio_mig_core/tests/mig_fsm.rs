@@ -4,19 +4,19 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use virtio_mig_core::mig_fsm::*;
-use MigState::*;
+use State::*;
 
-const FLAG_SETS: [MigFlags; 4] = [
-    MigFlags::STOP_COPY,
-    MigFlags(MigFlags::STOP_COPY.0 | MigFlags::P2P.0),
-    MigFlags(MigFlags::STOP_COPY.0 | MigFlags::PRE_COPY.0),
-    MigFlags::ALL,
+const FLAG_SETS: [Flags; 4] = [
+    Flags::STOP_COPY,
+    Flags(Flags::STOP_COPY.0 | Flags::P2P.0),
+    Flags(Flags::STOP_COPY.0 | Flags::PRE_COPY.0),
+    Flags::ALL,
 ];
 
 /// The single arcs a driver must implement for each flag set.
-fn expected_arcs(flags: MigFlags) -> BTreeSet<(u32, u32)> {
-    let p2p = flags.contains(MigFlags::P2P);
-    let pre = flags.contains(MigFlags::PRE_COPY);
+fn expected_arcs(flags: Flags) -> BTreeSet<(u32, u32)> {
+    let p2p = flags.contains(Flags::P2P);
+    let pre = flags.contains(Flags::PRE_COPY);
     let mut arcs = vec![
         (Stop, StopCopy),
         (StopCopy, Stop),
@@ -52,7 +52,7 @@ fn expected_arcs(flags: MigFlags) -> BTreeSet<(u32, u32)> {
         .collect()
 }
 
-fn supported(flags: MigFlags) -> Vec<MigState> {
+fn supported(flags: Flags) -> Vec<State> {
     ALL_STATES
         .iter()
         .copied()
@@ -60,7 +60,7 @@ fn supported(flags: MigFlags) -> Vec<MigState> {
         .collect()
 }
 
-fn blocked(from: MigState, to: MigState) -> bool {
+fn blocked(from: State, to: State) -> bool {
     from == StopCopy && matches!(to, PreCopy | PreCopyP2p)
 }
 
@@ -78,27 +78,24 @@ fn numeric_values_match_uapi() {
     ];
     for (s, v) in values {
         assert_eq!(s.as_u32(), v);
-        assert_eq!(MigState::from_u32(v), Some(s));
+        assert_eq!(State::from_u32(v), Some(s));
         assert_eq!(ALL_STATES[v as usize], s);
     }
-    assert_eq!(MigState::from_u32(8), None);
-    assert_eq!(MigFlags::STOP_COPY.0, 1);
-    assert_eq!(MigFlags::P2P.0, 2);
-    assert_eq!(MigFlags::PRE_COPY.0, 4);
+    assert_eq!(State::from_u32(8), None);
+    assert_eq!(Flags::STOP_COPY.0, 1);
+    assert_eq!(Flags::P2P.0, 2);
+    assert_eq!(Flags::PRE_COPY.0, 4);
     assert_eq!(RunningP2p.to_string(), "RUNNING_P2P");
-    assert!(MigFlags::ALL.is_valid());
-    assert!(!MigFlags::P2P.is_valid());
-    assert!(!MigFlags(9).is_valid());
+    assert!(Flags::ALL.is_valid());
+    assert!(!Flags::P2P.is_valid());
+    assert!(!Flags(9).is_valid());
 }
 
 #[test]
 fn every_arc_has_actions() {
     for flags in FLAG_SETS {
         for (a, b) in expected_arcs(flags) {
-            let (a, b) = (
-                MigState::from_u32(a).unwrap(),
-                MigState::from_u32(b).unwrap(),
-            );
+            let (a, b) = (State::from_u32(a).unwrap(), State::from_u32(b).unwrap());
             assert!(arc_actions(a, b).is_some(), "{a} -> {b} has no actions");
             assert!(is_arc(a, b, flags), "{a} -> {b} is not a single arc");
         }
@@ -130,7 +127,7 @@ fn arcs_are_exactly_the_required_set() {
     }
 }
 
-fn bfs(from: MigState, to: MigState, arcs: &BTreeSet<(u32, u32)>) -> Option<usize> {
+fn bfs(from: State, to: State, arcs: &BTreeSet<(u32, u32)>) -> Option<usize> {
     let mut dist = [usize::MAX; NUM_STATES];
     let mut queue = VecDeque::from([from.as_u32()]);
     dist[from as usize] = 0;
@@ -192,22 +189,22 @@ fn known_multi_step_paths() {
         v
     };
     assert_eq!(
-        path(PreCopy, Resuming, MigFlags::ALL),
+        path(PreCopy, Resuming, Flags::ALL),
         [PreCopy, Running, RunningP2p, Stop, Resuming]
     );
     assert_eq!(
-        path(Resuming, PreCopy, MigFlags::ALL),
+        path(Resuming, PreCopy, Flags::ALL),
         [Resuming, Stop, RunningP2p, Running, PreCopy]
     );
     assert_eq!(
-        path(PreCopy, StopCopy, MigFlags::ALL),
+        path(PreCopy, StopCopy, Flags::ALL),
         [PreCopy, PreCopyP2p, StopCopy]
     );
     assert_eq!(
-        path(Running, StopCopy, MigFlags::STOP_COPY),
+        path(Running, StopCopy, Flags::STOP_COPY),
         [Running, Stop, StopCopy]
     );
-    let no_p2p = MigFlags(MigFlags::STOP_COPY.0 | MigFlags::PRE_COPY.0);
+    let no_p2p = Flags(Flags::STOP_COPY.0 | Flags::PRE_COPY.0);
     assert_eq!(path(PreCopy, StopCopy, no_p2p), [PreCopy, StopCopy]);
 }
 
@@ -228,7 +225,7 @@ fn error_is_terminal_except_reset() {
 
 #[test]
 fn unsupported_states_are_refused() {
-    let f = MigFlags::STOP_COPY;
+    let f = Flags::STOP_COPY;
     assert_eq!(next_step(Running, RunningP2p, f), Err(FsmError::BadTarget));
     assert_eq!(next_step(Running, PreCopy, f), Err(FsmError::BadTarget));
     assert_eq!(next_step(PreCopy, Running, f), Err(FsmError::BadCurrent));
@@ -247,7 +244,7 @@ struct Dev {
 }
 
 impl Dev {
-    fn for_state(s: MigState) -> Dev {
+    fn for_state(s: State) -> Dev {
         Dev {
             queues_running: s.is_running(),
             saving: s.has_saving_file(),

@@ -4,9 +4,8 @@
 //! writes.
 
 use kernel::{
-    bindings,
+    device::Bound,
     fs::File,
-    ioctl::_IO,
     new_mutex, pci,
     prelude::*,
     sync::{
@@ -15,19 +14,18 @@ use kernel::{
         Mutex, //
     },
     uaccess::{
-        UserPtr,
-        UserSlice,
         UserSliceReader,
         UserSliceWriter, //
     },
     vfio::file::{
         self,
         DataFile,
-        Mode, //
+        Mode,
+        PrecopyInfo, //
     },
 };
 
-use crate::shared::mig_stream::{
+use virtio_mig_core::mig_stream::{
     self,
     DeviceIdentity,
     Frame,
@@ -39,34 +37,27 @@ use crate::shared::mig_stream::{
 /// Most bytes a resuming file accepts: a pre-copy frame and a final frame of the largest size.
 pub(crate) const MAX_RESUME_LEN: usize = 2 * MAX_FRAME_LEN;
 
-/// `VFIO_MIG_GET_PRECOPY_INFO`.
-const VFIO_MIG_GET_PRECOPY_INFO: u32 = _IO(bindings::VFIO_TYPE as u32, bindings::VFIO_BASE + 21);
-
-/// Bytes of `struct vfio_precopy_info` userspace must provide (the whole structure).
-const PRECOPY_INFO_LEN: usize = 24;
-const _: () = assert!(size_of::<bindings::vfio_precopy_info>() == PRECOPY_INFO_LEN);
-
 /// The state of a saving stream.
-pub(crate) struct Saving {
+struct Saving {
     /// Every byte of the stream produced so far.
-    pub(crate) data: KVec<u8>,
+    data: KVec<u8>,
     /// How much of `data` userspace has read.
     pos: usize,
     /// Bytes at the start of `data` that pre-copy offered.
-    pub(crate) precopy_len: usize,
+    precopy_len: usize,
     /// The device is in a PRE_COPY state: an end of data is temporary.
-    pub(crate) precopy: bool,
+    precopy: bool,
     /// The final frame is in `data`: an end of data is the end of the stream.
-    pub(crate) complete: bool,
+    complete: bool,
     /// The arc that made the file was left: reads fail.
-    pub(crate) closed: bool,
+    closed: bool,
 }
 
 /// A saving stream, shared by its file and the device until the device leaves the arc.
 #[pin_data]
 pub(crate) struct SavingStream {
     #[pin]
-    pub(crate) inner: Mutex<Saving>,
+    inner: Mutex<Saving>,
 }
 
 impl SavingStream {
@@ -92,6 +83,36 @@ impl SavingStream {
             Mode::Read,
         )?;
         Ok((stream, file))
+    }
+
+    /// The device left the arc: reads fail from now on.
+    pub(crate) fn close(&self) {
+        self.inner.lock().closed = true;
+    }
+
+    /// Appends the pre-copy frame of the device `identity`; the device is in a PRE_COPY state
+    /// from now on.
+    pub(crate) fn append_precopy(&self, identity: &DeviceIdentity) -> Result {
+        let mut s = self.inner.lock();
+        let start = s.data.len();
+        s.data
+            .extend_with(mig_stream::PRECOPY_FRAME_LEN, 0, GFP_KERNEL)?;
+        if mig_stream::encode_precopy(&mut s.data[start..], identity).is_err() {
+            s.data.truncate(start);
+            return Err(EINVAL);
+        }
+        s.precopy_len = s.data.len();
+        s.precopy = true;
+        Ok(())
+    }
+
+    /// Appends the final frame `save` writes; the stream ends after it.
+    pub(crate) fn append_final(&self, save: impl FnOnce(&mut KVec<u8>) -> Result) -> Result {
+        let mut s = self.inner.lock();
+        save(&mut s.data)?;
+        s.precopy = false;
+        s.complete = true;
+        Ok(())
     }
 }
 
@@ -123,39 +144,25 @@ impl DataFile for SavingFile {
         Ok(n)
     }
 
-    fn ioctl(this: Pin<&Self>, cmd: u32, arg: UserPtr) -> Result<isize> {
-        if cmd != VFIO_MIG_GET_PRECOPY_INFO {
-            return Err(ENOTTY);
-        }
-        let (mut reader, mut writer) = UserSlice::new(arg, PRECOPY_INFO_LEN).reader_writer();
-        let argsz: u32 = reader.read()?;
-        if (argsz as usize) < PRECOPY_INFO_LEN {
-            return Err(EINVAL);
-        }
+    fn precopy_info(this: Pin<&Self>) -> Result<PrecopyInfo> {
         let s = this.stream.inner.lock();
         if !s.precopy || s.closed {
             return Err(EINVAL);
         }
         // The identity frame is all pre-copy offers; the rest needs the device stopped.
-        let initial_bytes = s.precopy_len.saturating_sub(s.pos) as u64;
-        let dirty_bytes = 0u64;
-        drop(s);
-        // `struct vfio_precopy_info`: argsz, flags, initial_bytes, dirty_bytes.
-        let mut info = [0u8; PRECOPY_INFO_LEN];
-        info[..4].copy_from_slice(&argsz.to_ne_bytes());
-        info[8..16].copy_from_slice(&initial_bytes.to_ne_bytes());
-        info[16..24].copy_from_slice(&dirty_bytes.to_ne_bytes());
-        writer.write_slice(&info)?;
-        Ok(0)
+        Ok(PrecopyInfo {
+            initial_bytes: s.precopy_len.saturating_sub(s.pos) as u64,
+            dirty_bytes: 0,
+        })
     }
 }
 
 /// The state of a resuming stream.
-pub(crate) struct Resuming {
+struct Resuming {
     /// Every byte userspace wrote.
-    pub(crate) data: KVec<u8>,
+    data: KVec<u8>,
     /// The arc that made the file was left: writes fail.
-    pub(crate) closed: bool,
+    closed: bool,
     /// The first frame was complete and its identity fits this device.
     identity_checked: bool,
 }
@@ -195,7 +202,7 @@ impl Resuming {
 #[pin_data]
 pub(crate) struct ResumingStream {
     #[pin]
-    pub(crate) inner: Mutex<Resuming>,
+    inner: Mutex<Resuming>,
     /// The destination device, for messages.
     pdev: ARef<pci::Device>,
     /// The destination's identity, which the stream's must be compatible with.
@@ -205,7 +212,7 @@ pub(crate) struct ResumingStream {
 impl ResumingStream {
     /// A new, empty resuming stream into the device `identity` describes, and its file.
     pub(crate) fn create(
-        pdev: &pci::Device<kernel::device::Bound>,
+        pdev: &pci::Device<Bound>,
         identity: DeviceIdentity,
     ) -> Result<(Arc<Self>, ARef<File>)> {
         let pdev: ARef<pci::Device> = pdev.into();
@@ -228,6 +235,16 @@ impl ResumingStream {
             Mode::Write,
         )?;
         Ok((stream, file))
+    }
+
+    /// The device left RESUMING: writes fail from now on.
+    pub(crate) fn close(&self) {
+        self.inner.lock().closed = true;
+    }
+
+    /// Calls `load` with every byte written so far, writers held off meanwhile.
+    pub(crate) fn with_data<R>(&self, load: impl FnOnce(&[u8]) -> R) -> R {
+        load(&self.inner.lock().data)
     }
 }
 

@@ -11,37 +11,70 @@
 //! granularity or enable bit changed under us), the whole requested range is reported dirty.
 
 use kernel::{
-    new_mutex, new_spinlock,
+    device::Bound,
+    io::poll::read_poll_timeout,
+    new_mutex, new_spinlock, pci,
     prelude::*,
     sync::{
         Mutex,
         SpinLock, //
     },
-    vfio::{
-        log::{
-            IovaBitmap,
-            IovaRanges, //
-        },
-        pci::Opened,
+    time::Delta,
+    vfio::log::{
+        IovaBitmap,
+        IovaRanges, //
     },
     virtio::{
         dirty_bitmap::DeviceDirtyBitmap,
-        pci::{
-            CapWindow,
-            TrackerCfg, //
-        },
+        pci::TrackerCfg, //
     },
+};
+use virtio_mig_core::dirty_bitmap::{
+    self,
+    HarvestRange,
+    MIN_PAGE_SHIFT, //
 };
 
-use crate::{
-    driver::VirtioVfioMig,
-    queues,
-    shared::dirty_bitmap::{
-        self,
-        HarvestRange,
-        MIN_PAGE_SHIFT, //
-    },
-};
+use crate::queues::POLL_INTERVAL;
+
+/// A way of recording the pages a device writes, behind `VFIO_DEVICE_FEATURE_DMA_LOGGING_*`.
+///
+/// The driver holds one backend per device and hands it, per call, what it reaches the device
+/// through while the device is open.
+pub(crate) trait LogBackend {
+    /// What the backend works with while the device is open.
+    type Device<'a>;
+
+    /// `DMA_LOGGING_START`: starts recording `ranges` at `*page_size`, which the backend may
+    /// raise.
+    fn start(&self, dev: &Self::Device<'_>, ranges: &IovaRanges<'_>, page_size: &mut u64)
+        -> Result;
+
+    /// `DMA_LOGGING_STOP`; stopping a stopped log succeeds.
+    fn stop(&self, dev: &Self::Device<'_>) -> Result;
+
+    /// `DMA_LOGGING_REPORT`: reports and forgets the pages dirtied in `[iova, iova + length)`.
+    fn read_and_clear(
+        &self,
+        dev: &Self::Device<'_>,
+        iova: u64,
+        length: u64,
+        dirty: &mut IovaBitmap<'_>,
+    ) -> Result;
+
+    /// The device was reset: what it recorded since the last report is lost.
+    fn reset_done(&self);
+}
+
+/// What the tracker backend works with: the function and its tracker registers.
+pub(crate) struct Tracker<'a> {
+    /// The function, for messages and the bitmap allocation.
+    pub(crate) pdev: &'a pci::Device<Bound>,
+    /// Whether the function's DMA is untranslated (VFIO no-IOMMU mode).
+    pub(crate) untranslated: bool,
+    /// The memory dirty-pages tracker capability.
+    pub(crate) cfg: TrackerCfg<'a>,
+}
 
 /// One range of the `DMA_LOGGING_START` request.
 struct TrackedRange {
@@ -75,34 +108,32 @@ fn max_bitmap_bytes() -> u64 {
     u64::from(crate::module_parameters::max_bitmap_kib.value()) * 1024
 }
 
-fn tracker<'a>(dev: &'a Opened<'_, VirtioVfioMig>) -> Result<TrackerCfg<'a>> {
-    let region = dev.caps().caps().memory_track.ok_or(ENODEV)?;
-    Ok(TrackerCfg::new(CapWindow::new(
-        dev.bar(region.bar)?,
-        region,
-    )))
-}
-
 /// Points the tracker at `bitmap` with granularity `gra_power` and enables it; returns the
 /// granularity shift the device actually uses.
 fn arm(tracker: &TrackerCfg<'_>, bitmap: &DeviceDirtyBitmap, gra_power: u8) -> Result<u32> {
-    tracker.set_enable(0)?;
+    tracker.set_enable(false)?;
     tracker.set_bitmap(bitmap.dma_address(), bitmap.len_bytes() as u64)?;
     tracker.set_gra_power(gra_power)?;
-    tracker.set_enable(1)?;
+    tracker.set_enable(true)?;
     // The device may raise the granularity, never lower it.
     let actual = tracker.gra_power()?;
     if actual < gra_power || tracker.enable()? != 1 {
-        tracker.set_enable(0)?;
+        tracker.set_enable(false)?;
         return Err(EIO);
     }
     Ok(MIN_PAGE_SHIFT + u32::from(actual))
 }
 
 /// Disables the tracker and waits, bounded, until the device confirms it.
-fn disarm(tracker: &TrackerCfg<'_>, timeout_ms: u32) -> Result {
-    tracker.set_enable(0)?;
-    queues::wait_for(timeout_ms, || Ok(tracker.enable()? == 0)).map(|_| ())
+fn disarm(tracker: &TrackerCfg<'_>, timeout: Delta) -> Result {
+    tracker.set_enable(false)?;
+    read_poll_timeout(
+        || tracker.enable(),
+        |&enable| enable == 0,
+        POLL_INTERVAL,
+        timeout,
+    )
+    .map(|_| ())
 }
 
 impl DirtyLog {
@@ -112,20 +143,18 @@ impl DirtyLog {
             reset_pending <- new_spinlock!(false),
         })
     }
+}
 
-    /// `DMA_LOGGING_START`.
-    pub(crate) fn start(
-        &self,
-        dev: &Opened<'_, VirtioVfioMig>,
-        ranges: &IovaRanges<'_>,
-        page_size: &mut u64,
-    ) -> Result {
-        let pdev = dev.device().pdev();
+impl LogBackend for DirtyLog {
+    type Device<'a> = Tracker<'a>;
+
+    fn start(&self, dev: &Tracker<'_>, ranges: &IovaRanges<'_>, page_size: &mut u64) -> Result {
+        let pdev = dev.pdev;
         let mut session = self.session.lock();
         if session.is_some() {
             return Err(EBUSY);
         }
-        if !dev.device().is_noiommu() {
+        if !dev.untranslated {
             dev_err!(
                 pdev,
                 "dirty logging needs untranslated DMA (no-IOMMU): the tracker bitmap is kernel \
@@ -173,8 +202,7 @@ impl DirtyLog {
             }
         };
         let gra_power = u8::try_from(gra_shift - MIN_PAGE_SHIFT)?;
-        let tracker = tracker(dev)?;
-        let gra_shift = arm(&tracker, &bitmap, gra_power).inspect_err(|_| {
+        let gra_shift = arm(&dev.cfg, &bitmap, gra_power).inspect_err(|_| {
             dev_err!(pdev, "the tracker did not accept gra_power {}\n", gra_power);
         })?;
         // Honest granularity: a coarser device page marks every user page it covers.
@@ -197,17 +225,17 @@ impl DirtyLog {
         Ok(())
     }
 
-    /// `DMA_LOGGING_STOP`; stopping a stopped log succeeds.
-    pub(crate) fn stop(&self, dev: &Opened<'_, VirtioVfioMig>) -> Result {
+    fn stop(&self, dev: &Tracker<'_>) -> Result {
         let mut session = self.session.lock();
         let Some(s) = session.take() else {
             return Ok(());
         };
-        let timeout = crate::module_parameters::stop_timeout_ms.value();
-        if let Err(e) = tracker(dev).and_then(|t| disarm(&t, timeout)) {
+        let timeout =
+            Delta::from_millis(i64::from(crate::module_parameters::stop_timeout_ms.value()));
+        if let Err(e) = disarm(&dev.cfg, timeout) {
             // The device may still write the bitmap: it must never be freed.
             dev_err!(
-                dev.device().pdev(),
+                dev.pdev,
                 "the tracker did not stop ({:?}); keeping its bitmap\n",
                 e
             );
@@ -217,20 +245,19 @@ impl DirtyLog {
         Ok(())
     }
 
-    /// Called after a device reset, which stops the tracker: the records since are lost.
-    pub(crate) fn reset_done(&self) {
+    /// A device reset stops the tracker: the records since are lost.
+    fn reset_done(&self) {
         *self.reset_pending.lock() = true;
     }
 
-    /// `DMA_LOGGING_REPORT`: reports and forgets the pages dirtied in `[iova, iova + length)`.
-    pub(crate) fn read_and_clear(
+    fn read_and_clear(
         &self,
-        dev: &Opened<'_, VirtioVfioMig>,
+        dev: &Tracker<'_>,
         iova: u64,
         length: u64,
         dirty: &mut IovaBitmap<'_>,
     ) -> Result {
-        let pdev = dev.device().pdev();
+        let pdev = dev.pdev;
         let mut guard = self.session.lock();
         let session = (*guard).as_mut().ok_or(EINVAL)?;
         let last = length
@@ -246,7 +273,7 @@ impl DirtyLog {
             );
             return Err(EINVAL);
         }
-        let tracker = tracker(dev)?;
+        let tracker = &dev.cfg;
         let reset = core::mem::replace(&mut *self.reset_pending.lock(), false);
         let expected_power = u8::try_from(session.gra_shift - MIN_PAGE_SHIFT)?;
         let intact = !reset && tracker.enable()? == 1 && tracker.gra_power()? == expected_power;
@@ -255,7 +282,7 @@ impl DirtyLog {
             for r in session.ranges.iter_mut() {
                 r.report_all = true;
             }
-            session.gra_shift = arm(&tracker, &session.bitmap, expected_power)?;
+            session.gra_shift = arm(tracker, &session.bitmap, expected_power)?;
         }
         let range = HarvestRange {
             iova,

@@ -18,7 +18,7 @@ use kernel::{
             IovaRanges, //
         },
         migration::{
-            self,
+            Flags,
             State, //
         },
         pci::{
@@ -28,12 +28,21 @@ use kernel::{
             Opened, //
         },
     },
-    virtio::pci::Capabilities, //
+    virtio::pci::{
+        CapWindow,
+        Capabilities,
+        TrackerCfg, //
+    },
 };
 
 use crate::{
-    dirty_log::DirtyLog,
+    dirty_log::{
+        DirtyLog,
+        LogBackend,
+        Tracker, //
+    },
     migration::Migration,
+    regs::Regs,
     snapshot::MODERN_DEVICE_ID_BASE, //
 };
 
@@ -45,7 +54,7 @@ const MODERN_DEVICE_ID_LAST: u16 = 0x107f;
 pub(crate) struct VirtioVfioMig {
     /// The validated virtio structures, found once at probe.
     caps: Capabilities,
-    /// Migration through the device state capability (flags 0 without it).
+    /// Migration through the device state capability (no flags without it).
     #[pin]
     migration: Migration,
     /// Dirty-page logging through the memory tracker capability.
@@ -54,9 +63,19 @@ pub(crate) struct VirtioVfioMig {
 }
 
 impl VirtioVfioMig {
-    /// The validated virtio structures.
-    pub(crate) fn caps(&self) -> &Capabilities {
-        &self.caps
+    /// The register windows migration works with.
+    fn regs<'a>(dev: &'a Opened<'_, Self>) -> Result<Regs<'a>> {
+        Regs::map(&dev.caps, |bar| dev.bar(bar))
+    }
+
+    /// What dirty logging works with.
+    fn tracker<'a>(dev: &'a Opened<'_, Self>) -> Result<Tracker<'a>> {
+        let region = dev.caps.memory_track().ok_or(ENODEV)?;
+        Ok(Tracker {
+            pdev: dev.device().pdev(),
+            untranslated: dev.device().is_noiommu(),
+            cfg: TrackerCfg::new(CapWindow::new(dev.bar(region.bar)?, region)),
+        })
     }
 }
 
@@ -68,31 +87,23 @@ fn discover(pdev: &pci::Device<Core<'_>>) -> Result<Capabilities> {
         return Err(ENODEV);
     }
     let caps = Capabilities::discover(pdev)?;
-    let found = caps.caps();
+    let presence = |found: bool| if found { "present" } else { "absent" };
     dev_info!(
         pdev,
         "virtio device type {}: memory-track {}, device-state {}\n",
         device_id - MODERN_DEVICE_ID_BASE,
-        if found.memory_track.is_some() {
-            "present"
-        } else {
-            "absent"
-        },
-        if found.device_state.is_some() {
-            "present"
-        } else {
-            "absent"
-        },
+        presence(caps.memory_track().is_some()),
+        presence(caps.device_state().is_some()),
     );
     Ok(caps)
 }
 
 /// Migration needs the device state capability; with it the device supports every state.
-fn migration_flags(caps: &Capabilities) -> u32 {
-    if caps.caps().device_state.is_some() {
-        migration::FLAG_STOP_COPY | migration::FLAG_P2P | migration::FLAG_PRE_COPY
+fn migration_flags(caps: &Capabilities) -> Flags {
+    if caps.device_state().is_some() {
+        Flags::ALL
     } else {
-        0
+        Flags::NONE
     }
 }
 
@@ -124,13 +135,13 @@ impl Driver for VirtioVfioMig {
         })
     }
 
-    fn migration_flags(&self) -> u32 {
+    fn migration_flags(&self) -> Flags {
         self.migration.flags()
     }
 
     fn open_device(dev: &Opened<'_, Self>) -> Result {
-        if dev.migration.flags() != 0 {
-            dev.migration.open(dev)?;
+        if dev.migration.flags() != Flags::NONE {
+            dev.migration.open(dev.device().pdev(), &Self::regs(dev)?)?;
         }
         Ok(())
     }
@@ -139,13 +150,15 @@ impl Driver for VirtioVfioMig {
         // The tracker bitmap is kernel memory: a device whose DMA the VFIO user's IOMMU domain
         // translates cannot reach it (there is no PASID path yet), so logging is not offered
         // rather than failing when a migration starts.
-        self.caps.caps().memory_track.is_some() && !pci_vfio::dma_is_translated(pdev)
+        self.caps.memory_track().is_some() && !pci_vfio::dma_is_translated(pdev)
     }
 
     fn close_device(dev: &Opened<'_, Self>) {
         dev.migration.close();
         // A user that goes away without stopping the log must not leave the device writing.
-        let _ = dev.dirty_log.stop(dev);
+        if let Ok(tracker) = Self::tracker(dev) {
+            let _ = dev.dirty_log.stop(&tracker);
+        }
     }
 
     fn reset_done(dev: &CoreDevice<Self>) {
@@ -154,7 +167,13 @@ impl Driver for VirtioVfioMig {
     }
 
     fn migration_set_state(dev: &Opened<'_, Self>, new: State) -> Result<Option<ARef<File>>> {
-        dev.migration.set_state(dev, new)
+        let core = dev.device();
+        dev.migration.set_state(
+            core.pdev(),
+            &Self::regs(dev)?,
+            |cur, target| core.next_migration_state(cur, target),
+            new,
+        )
     }
 
     fn migration_get_state(dev: &Opened<'_, Self>) -> Result<State> {
@@ -166,11 +185,11 @@ impl Driver for VirtioVfioMig {
     }
 
     fn log_start(dev: &Opened<'_, Self>, ranges: &IovaRanges<'_>, page_size: &mut u64) -> Result {
-        dev.dirty_log.start(dev, ranges, page_size)
+        dev.dirty_log.start(&Self::tracker(dev)?, ranges, page_size)
     }
 
     fn log_stop(dev: &Opened<'_, Self>) -> Result {
-        dev.dirty_log.stop(dev)
+        dev.dirty_log.stop(&Self::tracker(dev)?)
     }
 
     fn log_read_and_clear(
@@ -179,6 +198,7 @@ impl Driver for VirtioVfioMig {
         length: u64,
         dirty: &mut IovaBitmap<'_>,
     ) -> Result {
-        dev.dirty_log.read_and_clear(dev, iova, length, dirty)
+        dev.dirty_log
+            .read_and_clear(&Self::tracker(dev)?, iova, length, dirty)
     }
 }

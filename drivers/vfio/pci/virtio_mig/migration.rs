@@ -3,29 +3,51 @@
 //! The device side of the VFIO migration state machine.
 //!
 //! The VFIO core breaks every requested transition into single arcs; [`Migration::set_state`]
-//! checks each arc against the state machine of `virtio_mig_core` and executes the actions the
-//! core crate lists for it. Any failure of the device moves it to ERROR, which only a reset
-//! leaves; a stream that is rejected leaves the device as it was.
+//! takes them one at a time along the path the VFIO core prescribes and executes the actions
+//! `virtio_mig_core` lists for each. Any failure of the device moves it to ERROR, which only a
+//! reset leaves; a stream that is rejected leaves the device as it was.
 //!
 //! A reset can arrive from the PCI core at any time, possibly while the state lock is held by
 //! a thread that waits on something the resetting thread holds. It is therefore deferred: the
-//! reset only sets a flag, and whoever holds or next takes the state lock applies it when
-//! releasing the lock.
+//! reset only sets a flag, and whoever holds or next takes the state lock applies it, the
+//! holder when its [`Locked`] guard goes.
 
+use core::ops::{
+    Deref,
+    DerefMut, //
+};
 use kernel::{
+    device::Bound,
     fs::File,
-    new_mutex, new_spinlock,
+    new_mutex, new_spinlock, pci,
     prelude::*,
     sync::{
         aref::ARef,
         Arc,
         Mutex,
         MutexGuard,
-        SpinLock, //
+        SpinLock,
+        SpinLockGuard, //
     },
-    vfio::{
-        migration::State,
-        pci::Opened, //
+    time::Delta,
+    vfio::migration::{
+        Flags,
+        State, //
+    },
+};
+use virtio_mig_core::{
+    layout::VIRTIO_F_RING_PACKED,
+    mig_fsm::{
+        self,
+        Action, //
+    },
+    mig_stream::{
+        self,
+        DeviceIdentity,
+        Frame,
+        FrameHeader,
+        QueueSet,
+        FRAME_FINAL, //
     },
 };
 
@@ -34,36 +56,14 @@ use crate::{
         ResumingStream,
         SavingStream, //
     },
-    driver::VirtioVfioMig,
-    queues::{
-        self,
-        QueueSet, //
-    },
+    queues,
     regs::Regs,
-    shared::{
-        mig_fsm::{
-            self,
-            Action,
-            MigFlags,
-            MigState, //
-        },
-        mig_stream::{
-            self,
-            DeviceIdentity,
-            Frame,
-            FrameHeader,
-            FRAME_FINAL, //
-        },
-    },
     snapshot,
 };
 
-/// `VIRTIO_F_RING_PACKED`: the driver negotiated packed virtqueues.
-const VIRTIO_F_RING_PACKED: u64 = 1 << 34;
-
 /// Migration state protected by [`Migration::state`].
 pub(crate) struct Inner {
-    state: MigState,
+    state: State,
     /// Identity of the device, read when it was opened.
     identity: Option<DeviceIdentity>,
     /// Queues to restart when the device runs again.
@@ -75,10 +75,10 @@ pub(crate) struct Inner {
 impl Inner {
     fn close_files(&mut self) {
         if let Some(saving) = self.saving.take() {
-            saving.inner.lock().closed = true;
+            saving.close();
         }
         if let Some(resuming) = self.resuming.take() {
-            resuming.inner.lock().closed = true;
+            resuming.close();
         }
     }
 
@@ -93,7 +93,7 @@ impl Inner {
 /// Per-device migration state.
 #[pin_data]
 pub(crate) struct Migration {
-    flags: MigFlags,
+    flags: Flags,
     #[pin]
     state: Mutex<Inner>,
     /// A reset happened that the state does not reflect yet.
@@ -101,42 +101,55 @@ pub(crate) struct Migration {
     reset_pending: SpinLock<bool>,
 }
 
-/// Timeout of every wait for the device, in milliseconds.
-fn timeout_ms() -> u32 {
-    crate::module_parameters::stop_timeout_ms.value()
+/// The state lock, held. Dropping it applies a reset that arrived while it was held, so none
+/// is lost between the check and the release.
+struct Locked<'a> {
+    // Declaration order is drop order: `inner` is released while `checked` is still held, so a
+    // reset that arrives after the last check finds the state lock free and applies itself.
+    inner: MutexGuard<'a, Inner>,
+    checked: Option<SpinLockGuard<'a, bool>>,
+    reset_pending: &'a SpinLock<bool>,
 }
 
-fn to_state(state: MigState) -> State {
-    match state {
-        MigState::Error => State::Error,
-        MigState::Stop => State::Stop,
-        MigState::Running => State::Running,
-        MigState::StopCopy => State::StopCopy,
-        MigState::Resuming => State::Resuming,
-        MigState::RunningP2p => State::RunningP2p,
-        MigState::PreCopy => State::PreCopy,
-        MigState::PreCopyP2p => State::PreCopyP2p,
+impl Deref for Locked<'_> {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
     }
 }
 
-fn from_state(state: State) -> MigState {
-    match state {
-        State::Error => MigState::Error,
-        State::Stop => MigState::Stop,
-        State::Running => MigState::Running,
-        State::StopCopy => MigState::StopCopy,
-        State::Resuming => MigState::Resuming,
-        State::RunningP2p => MigState::RunningP2p,
-        State::PreCopy => MigState::PreCopy,
-        State::PreCopyP2p => MigState::PreCopyP2p,
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Inner {
+        &mut self.inner
     }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        loop {
+            let mut pending = self.reset_pending.lock();
+            if !*pending {
+                self.checked = Some(pending);
+                return;
+            }
+            *pending = false;
+            drop(pending);
+            self.inner.reset();
+        }
+    }
+}
+
+/// Timeout of every wait for the device.
+fn timeout() -> Delta {
+    Delta::from_millis(i64::from(crate::module_parameters::stop_timeout_ms.value()))
 }
 
 impl Migration {
     /// Migration state for a device supporting `flags`.
-    pub(crate) fn new(flags: u32) -> impl PinInit<Self> {
+    pub(crate) fn new(flags: Flags) -> impl PinInit<Self> {
         pin_init!(Self {
-            flags: MigFlags(flags),
+            flags,
             state <- new_mutex!(Inner {
                 state: mig_fsm::RESET_STATE,
                 identity: None,
@@ -148,39 +161,26 @@ impl Migration {
         })
     }
 
-    /// The `VFIO_MIGRATION_*` flags of the device.
-    pub(crate) fn flags(&self) -> u32 {
-        self.flags.0
+    /// The migration flags of the device.
+    pub(crate) fn flags(&self) -> Flags {
+        self.flags
+    }
+
+    fn guard<'a>(&'a self, inner: MutexGuard<'a, Inner>) -> Locked<'a> {
+        Locked {
+            inner,
+            checked: None,
+            reset_pending: &self.reset_pending,
+        }
     }
 
     /// Takes the state lock, applying a reset that arrived meanwhile.
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        let mut inner = self.state.lock();
-        self.apply_pending_reset(&mut inner);
+    fn lock(&self) -> Locked<'_> {
+        let mut inner = self.guard(self.state.lock());
+        if core::mem::replace(&mut *self.reset_pending.lock(), false) {
+            inner.reset();
+        }
         inner
-    }
-
-    fn apply_pending_reset(&self, inner: &mut Inner) {
-        let pending = core::mem::replace(&mut *self.reset_pending.lock(), false);
-        if pending {
-            inner.reset();
-        }
-    }
-
-    /// Releases the state lock; a reset that arrived while it was held is applied first, so
-    /// none is lost between the check and the release.
-    fn unlock(&self, mut inner: MutexGuard<'_, Inner>) {
-        loop {
-            let mut pending = self.reset_pending.lock();
-            if !*pending {
-                drop(inner);
-                drop(pending);
-                return;
-            }
-            *pending = false;
-            drop(pending);
-            inner.reset();
-        }
     }
 
     /// Called after the PCI core reset the device (FLR, `VFIO_DEVICE_RESET`).
@@ -188,19 +188,17 @@ impl Migration {
         *self.reset_pending.lock() = true;
         // Apply it now if nobody holds the state; otherwise the holder does when releasing it.
         if let Some(inner) = self.state.try_lock() {
-            self.unlock(inner);
+            drop(self.guard(inner));
         }
     }
 
     /// The first user opened the device (just reset by `vfio_pci_core`): start from RUNNING
     /// and learn what the device offers.
-    pub(crate) fn open(&self, dev: &Opened<'_, VirtioVfioMig>) -> Result {
-        let regs = Regs::new(dev)?;
-        let identity = snapshot::identity(dev.device().pdev(), &regs)?;
+    pub(crate) fn open(&self, pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result {
+        let identity = snapshot::identity(pdev, regs)?;
         let mut inner = self.lock();
         inner.reset();
         inner.identity = Some(identity);
-        self.unlock(inner);
         Ok(())
     }
 
@@ -209,20 +207,15 @@ impl Migration {
         let mut inner = self.lock();
         inner.reset();
         inner.identity = None;
-        self.unlock(inner);
     }
 
     pub(crate) fn get_state(&self) -> State {
-        let inner = self.lock();
-        let state = inner.state;
-        self.unlock(inner);
-        to_state(state)
+        self.lock().state
     }
 
     /// Length of the stream a transition to STOP_COPY produces now.
     pub(crate) fn data_size(&self) -> Result<usize> {
-        let inner = self.lock();
-        let size = inner
+        self.lock()
             .identity
             .map(|id| {
                 mig_stream::final_frame_len(
@@ -230,63 +223,56 @@ impl Migration {
                     id.device_config_len as usize,
                 )
             })
-            .ok_or(ENODEV);
-        self.unlock(inner);
-        size
+            .ok_or(ENODEV)
     }
 
-    /// Moves the device to `new`, one single arc at a time along the path the VFIO state
-    /// machine prescribes (as `vfio_mig_get_next_state()` does); returns the data file the last
-    /// arc opened, if any.
+    /// Moves the device to `new`, one single arc at a time along the path `path` prescribes
+    /// (the VFIO core's: from a state and a target, the next state); returns the data file the
+    /// last arc opened, if any.
     pub(crate) fn set_state(
         &self,
-        dev: &Opened<'_, VirtioVfioMig>,
+        pdev: &pci::Device<Bound>,
+        regs: &Regs<'_>,
+        path: impl Fn(State, State) -> Result<State>,
         new: State,
     ) -> Result<Option<ARef<File>>> {
-        let target = from_state(new);
         let mut inner = self.lock();
         let mut result = Ok(None);
-        while inner.state != target {
-            let next = match mig_fsm::next_step(inner.state, target, self.flags) {
+        while inner.state != new {
+            let next = match path(inner.state, new) {
                 Ok(next) => next,
                 Err(e) => {
                     dev_dbg!(
-                        dev.device().pdev(),
-                        "no path from {} to {}: {}\n",
+                        pdev,
+                        "no path from {} to {}\n",
                         inner.state.name(),
-                        target.name(),
-                        e.reason()
+                        new.name()
                     );
-                    result = Err(EINVAL);
+                    result = Err(e);
                     break;
                 }
             };
             // Only the arc into a target state opens a file; one opened on the way is dropped.
-            result = self.step(dev, &mut inner, next);
+            result = self.step(pdev, regs, &mut inner, next);
             if result.is_err() {
                 break;
             }
         }
-        self.unlock(inner);
         result
     }
 
     fn step(
         &self,
-        dev: &Opened<'_, VirtioVfioMig>,
+        pdev: &pci::Device<Bound>,
+        regs: &Regs<'_>,
         inner: &mut Inner,
-        new: MigState,
+        new: State,
     ) -> Result<Option<ARef<File>>> {
         let cur = inner.state;
-        let pdev = dev.device().pdev();
-        let actions = match mig_fsm::arc_actions(cur, new) {
-            Some(actions) if mig_fsm::is_arc(cur, new, self.flags) => actions,
-            _ => {
-                dev_dbg!(pdev, "no arc from {} to {}\n", cur.name(), new.name());
-                return Err(EINVAL);
-            }
+        let Some(actions) = mig_fsm::arc_actions(cur, new) else {
+            dev_dbg!(pdev, "no arc from {} to {}\n", cur.name(), new.name());
+            return Err(EINVAL);
         };
-        let regs = Regs::new(dev)?;
         let saves = actions
             .iter()
             .any(|a| matches!(a, Action::SavePrecopyData | Action::SaveFinalState));
@@ -298,7 +284,7 @@ impl Migration {
         }
         let mut file = None;
         for &action in actions {
-            match self.act(dev, &regs, inner, action, &mut file) {
+            match self.act(pdev, regs, inner, action, &mut file) {
                 Ok(()) => {}
                 // A rejected stream leaves the device and the state as they were.
                 Err(Failure::Rejected(e)) => return Err(e),
@@ -312,7 +298,7 @@ impl Migration {
                         e
                     );
                     inner.close_files();
-                    inner.state = MigState::Error;
+                    inner.state = State::Error;
                     return Err(e);
                 }
             }
@@ -324,63 +310,61 @@ impl Migration {
 
     fn act(
         &self,
-        dev: &Opened<'_, VirtioVfioMig>,
+        pdev: &pci::Device<Bound>,
         regs: &Regs<'_>,
         inner: &mut Inner,
         action: Action,
         file: &mut Option<ARef<File>>,
     ) -> Result<(), Failure> {
-        let identity = inner.identity.ok_or(ENODEV)?;
+        let identity = inner.identity.ok_or(Failure::Device(ENODEV))?;
         match action {
             Action::QuiesceQueues => {
-                let stopped = queues::quiesce(regs, timeout_ms()).inspect_err(|e| {
-                    if *e == ETIMEDOUT {
-                        dev_err!(
-                            dev.device().pdev(),
-                            "a queue did not stop within {} ms\n",
-                            timeout_ms()
-                        );
-                    }
-                })?;
+                let stopped = queues::quiesce(regs, timeout())
+                    .inspect_err(|e| {
+                        if *e == ETIMEDOUT {
+                            dev_err!(
+                                pdev,
+                                "a queue did not stop within {} ms\n",
+                                timeout().as_millis()
+                            );
+                        }
+                    })
+                    .map_err(Failure::Device)?;
                 inner.stopped = stopped;
             }
             Action::ResumeQueues => {
-                queues::resume(regs, &inner.stopped)?;
+                queues::resume(regs, &inner.stopped).map_err(Failure::Device)?;
                 inner.stopped.clear();
             }
             Action::OpenSavingFile => {
-                let (stream, f) = SavingStream::create()?;
+                let (stream, f) = SavingStream::create().map_err(Failure::Device)?;
                 inner.saving = Some(stream);
                 *file = Some(f);
             }
             Action::SavePrecopyData => {
-                let saving = inner.saving.as_ref().ok_or(EINVAL)?;
-                let mut s = saving.inner.lock();
-                let start = s.data.len();
-                s.data
-                    .extend_with(mig_stream::PRECOPY_FRAME_LEN, 0, GFP_KERNEL)?;
-                mig_stream::encode_precopy(&mut s.data[start..], &identity).map_err(|_| EINVAL)?;
-                s.precopy_len = s.data.len();
-                s.precopy = true;
+                let saving = inner.saving.as_ref().ok_or(Failure::Device(EINVAL))?;
+                saving.append_precopy(&identity).map_err(Failure::Device)?;
             }
             Action::SaveFinalState => {
-                let saving = inner.saving.as_ref().ok_or(EINVAL)?;
-                let mut s = saving.inner.lock();
-                snapshot::save(regs, &identity, &mut s.data)?;
-                s.precopy = false;
-                s.complete = true;
+                let saving = inner.saving.as_ref().ok_or(Failure::Device(EINVAL))?;
+                saving
+                    .append_final(|data| snapshot::save(regs, &identity, data))
+                    .map_err(Failure::Device)?;
             }
             Action::OpenResumingFile => {
-                let (stream, f) = ResumingStream::create(dev.device().pdev(), identity)?;
+                let (stream, f) =
+                    ResumingStream::create(pdev, identity).map_err(Failure::Device)?;
                 inner.resuming = Some(stream);
                 *file = Some(f);
             }
             Action::LoadState => {
-                let resuming = inner.resuming.clone().ok_or(EINVAL)?;
-                let r = resuming.inner.lock();
-                // The whole stream is checked before anything is programmed into the device.
-                let frame = validate(dev, &r.data, &identity).map_err(Failure::Rejected)?;
-                inner.stopped = snapshot::restore(regs, &frame, timeout_ms())?;
+                let resuming = inner.resuming.clone().ok_or(Failure::Device(EINVAL))?;
+                inner.stopped = resuming.with_data(|data| {
+                    // The whole stream is checked before anything is programmed into the
+                    // device.
+                    let frame = validate(pdev, data, &identity).map_err(Failure::Rejected)?;
+                    snapshot::restore(regs, &frame, timeout()).map_err(Failure::Device)
+                })?;
             }
             Action::CloseFiles => inner.close_files(),
         }
@@ -396,20 +380,13 @@ enum Failure {
     Device(Error),
 }
 
-impl<E: Into<Error>> From<E> for Failure {
-    fn from(e: E) -> Self {
-        Self::Device(e.into())
-    }
-}
-
 /// Checks a whole resuming stream (an optional pre-copy frame, then exactly one final frame,
 /// nothing after it) against the destination `identity`; returns the final frame.
 fn validate<'a>(
-    dev: &Opened<'_, VirtioVfioMig>,
+    pdev: &pci::Device<Bound>,
     data: &'a [u8],
     identity: &DeviceIdentity,
 ) -> Result<Frame<'a>> {
-    let pdev = dev.device().pdev();
     let mut rest = data;
     loop {
         let frame = match FrameHeader::peek(rest).and_then(|_| Frame::parse(rest)) {

@@ -3,23 +3,28 @@
 //! Reading the device state into a stream frame, and programming a validated frame into the
 //! device.
 
-use kernel::{pci, prelude::*, virtio::pci::virtio_pci_caps as caps};
+use kernel::{
+    device::Bound,
+    io::poll::read_poll_timeout,
+    pci,
+    prelude::*,
+    time::Delta,
+    virtio::pci::DeviceStatus, //
+};
+use virtio_mig_core::mig_stream::{
+    self,
+    DeviceIdentity,
+    DriverState,
+    Frame,
+    QueueSet,
+    QueueState,
+    SavedState,
+    MAX_DEVICE_CONFIG_LEN, //
+};
 
 use crate::{
-    queues::{
-        self,
-        QueueSet, //
-    },
-    regs::Regs,
-    shared::mig_stream::{
-        self,
-        DeviceIdentity,
-        DriverState,
-        Frame,
-        QueueState,
-        SavedState,
-        MAX_DEVICE_CONFIG_LEN, //
-    },
+    queues,
+    regs::Regs, //
 };
 
 /// Virtio device IDs of modern functions start here (0x1040 + device type).
@@ -27,15 +32,12 @@ pub(crate) const MODERN_DEVICE_ID_BASE: u16 = 0x1040;
 
 /// Who the device is and what it offers, read after `vfio_pci_core` reset it at open (queue
 /// sizes then read as the device's maxima).
-pub(crate) fn identity(
-    pdev: &pci::Device<kernel::device::Bound>,
-    regs: &Regs<'_>,
-) -> Result<DeviceIdentity> {
+pub(crate) fn identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceIdentity> {
     let num_queues = queues::num_queues(regs)?;
     let mut max_queue_size = 0;
     for q in 0..num_queues {
         regs.common.select_queue(q)?;
-        max_queue_size = max_queue_size.max(regs.common.queue_reg16(caps::COMMON_QUEUE_SIZE)?);
+        max_queue_size = max_queue_size.max(regs.common.queue_size()?);
     }
     let config_len = regs.device.len().min(MAX_DEVICE_CONFIG_LEN as u32);
     Ok(DeviceIdentity {
@@ -56,7 +58,7 @@ pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8
     let mut queue_states = KVec::with_capacity(usize::from(identity.num_queues), GFP_KERNEL)?;
     for q in 0..identity.num_queues {
         regs.common.select_queue(q)?;
-        let enable = regs.common.queue_reg16(caps::COMMON_QUEUE_ENABLE)?;
+        let enable = regs.common.queue_enable()?;
         let last_avail_idx = if enable != 0 {
             // The queue is stopped: its position is stable and may be read.
             regs.state.select_queue(q)?;
@@ -67,27 +69,27 @@ pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8
         queue_states.push(
             QueueState {
                 index: q,
-                size: regs.common.queue_reg16(caps::COMMON_QUEUE_SIZE)?,
+                size: regs.common.queue_size()?,
                 enable,
-                msix_vector: regs.common.queue_reg16(caps::COMMON_QUEUE_MSIX_VECTOR)?,
-                notify_off: regs.common.queue_reg16(caps::COMMON_QUEUE_NOTIFY_OFF)?,
+                msix_vector: regs.common.queue_msix_vector()?,
+                notify_off: regs.common.queue_notify_off()?,
                 last_avail_idx,
-                desc_addr: regs.common.queue_addr(caps::COMMON_QUEUE_DESC)?,
-                driver_addr: regs.common.queue_addr(caps::COMMON_QUEUE_DRIVER)?,
-                device_addr: regs.common.queue_addr(caps::COMMON_QUEUE_DEVICE)?,
+                desc_addr: regs.common.queue_desc()?,
+                driver_addr: regs.common.queue_driver()?,
+                device_addr: regs.common.queue_device()?,
             },
             GFP_KERNEL,
         )?;
     }
     let mut config = KVec::with_capacity(identity.device_config_len as usize, GFP_KERNEL)?;
     for off in 0..identity.device_config_len {
-        config.push(regs.device.read8(u16::try_from(off)?)?, GFP_KERNEL)?;
+        config.push(regs.device.read_byte(u16::try_from(off)?)?, GFP_KERNEL)?;
     }
     let state = SavedState {
         identity: *identity,
         driver: DriverState {
             driver_features: regs.common.driver_features()?,
-            device_status: regs.common.device_status()?,
+            device_status: regs.common.device_status()?.0,
             config_generation: regs.common.config_generation()?,
         },
         config_msix_vector: regs.common.config_msix_vector()?,
@@ -108,21 +110,30 @@ pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8
 
 /// Programs the validated final `frame` into the device, leaving every enabled queue stopped at
 /// its saved position, and returns those queues (to resume on the way to RUNNING).
-pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout_ms: u32) -> Result<QueueSet> {
+pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout: Delta) -> Result<QueueSet> {
     let driver = frame.driver.ok_or(EINVAL)?;
-    let status = driver.device_status;
+    let status = DeviceStatus(driver.device_status);
     // Start from a reset device: it forgets any queue and feature state it had. The reset is
     // done when the status reads back 0.
-    regs.common.set_device_status(0)?;
-    queues::wait_for(timeout_ms, || Ok(regs.common.device_status()? == 0))?;
+    regs.common.set_device_status(DeviceStatus::RESET)?;
+    read_poll_timeout(
+        || regs.common.device_status(),
+        |&now| now == DeviceStatus::RESET,
+        queues::POLL_INTERVAL,
+        timeout,
+    )?;
     regs.common.set_device_status(
-        status & (caps::VIRTIO_STATUS_ACKNOWLEDGE | caps::VIRTIO_STATUS_DRIVER),
+        status.intersection(DeviceStatus::ACKNOWLEDGE.union(DeviceStatus::DRIVER)),
     )?;
     regs.common.set_driver_features(driver.driver_features)?;
-    if status & caps::VIRTIO_STATUS_FEATURES_OK != 0 {
-        let partial = status & !caps::VIRTIO_STATUS_DRIVER_OK;
-        regs.common.set_device_status(partial)?;
-        if regs.common.device_status()? & caps::VIRTIO_STATUS_FEATURES_OK == 0 {
+    if status.contains(DeviceStatus::FEATURES_OK) {
+        regs.common
+            .set_device_status(status.difference(DeviceStatus::DRIVER_OK))?;
+        if !regs
+            .common
+            .device_status()?
+            .contains(DeviceStatus::FEATURES_OK)
+        {
             return Err(EIO);
         }
     }
@@ -132,24 +143,19 @@ pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout_ms: u32) -> Re
     let mut restored = QueueSet::default();
     for q in frame.queues() {
         regs.common.select_queue(q.index)?;
-        regs.common
-            .set_queue_reg16(caps::COMMON_QUEUE_SIZE, q.size)?;
-        regs.common
-            .set_queue_reg16(caps::COMMON_QUEUE_MSIX_VECTOR, q.msix_vector)?;
-        regs.common
-            .set_queue_addr(caps::COMMON_QUEUE_DESC, q.desc_addr)?;
-        regs.common
-            .set_queue_addr(caps::COMMON_QUEUE_DRIVER, q.driver_addr)?;
-        regs.common
-            .set_queue_addr(caps::COMMON_QUEUE_DEVICE, q.device_addr)?;
+        regs.common.set_queue_size(q.size)?;
+        regs.common.set_queue_msix_vector(q.msix_vector)?;
+        regs.common.set_queue_desc(q.desc_addr)?;
+        regs.common.set_queue_driver(q.driver_addr)?;
+        regs.common.set_queue_device(q.device_addr)?;
         if q.enable == 0 {
             continue;
         }
-        regs.common.set_queue_reg16(caps::COMMON_QUEUE_ENABLE, 1)?;
+        regs.common.set_queue_enable(1)?;
         restored.insert(q.index);
     }
     // Enabling a queue starts it: stop each again before placing it at its saved position.
-    let stopped = queues::quiesce(regs, timeout_ms)?;
+    let stopped = queues::quiesce(regs, timeout)?;
     for q in frame.queues().filter(|q| restored.contains(q.index)) {
         if !stopped.contains(q.index) {
             return Err(EIO);

@@ -8,7 +8,6 @@ mod driver;
 mod migration;
 mod queues;
 mod regs;
-mod shared;
 mod snapshot;
 
 kernel::module_vfio_pci_driver! {

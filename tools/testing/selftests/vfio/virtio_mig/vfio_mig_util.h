@@ -26,7 +26,10 @@
 #define DEVSIM_SUBSYS		0x1100
 #define MIG_DRIVER		"virtio_vfio_mig"
 
-/* Layout of the device model (Documentation/virtio/migration-capabilities.rst). */
+/*
+ * Layout of the device model
+ * (Documentation/driver-api/virtio/migration-capabilities.rst).
+ */
 #define MIG_VIRTIO_BAR		4
 
 /* The device model runs under TCG in the test VM: be generous. */

@@ -40,7 +40,10 @@
 #define DEVSIM_SUBSYS		0x1100
 #define DRIVER			"virtio_vfio_mig"
 
-/* Layout of the device model (Documentation/virtio/migration-capabilities.rst). */
+/*
+ * Layout of the device model
+ * (Documentation/driver-api/virtio/migration-capabilities.rst).
+ */
 #define VIRTIO_BAR		4
 #define VIRTIO_BAR_SIZE		0x8000ULL
 #define MSIX_BAR		1

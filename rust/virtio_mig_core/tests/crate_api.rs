@@ -1,37 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Builds the sources the way the kernel driver includes them: each file as a
-//! `#[path]` module under one parent module, siblings reached by `super::`.
+//! The crate's API as its kernel users reach it, one call per module.
 
-#![deny(missing_docs, unsafe_code)]
-
-#[allow(dead_code)]
-#[path = "../src"]
-mod vmig {
-    #[path = "cap_walker.rs"]
-    pub mod cap_walker;
-    #[path = "dirty_bitmap.rs"]
-    pub mod dirty_bitmap;
-    #[path = "mig_fsm.rs"]
-    pub mod mig_fsm;
-    #[path = "mig_stream.rs"]
-    pub mod mig_stream;
-    #[path = "virtio_pci_caps.rs"]
-    pub mod virtio_pci_caps;
-}
+use virtio_mig_core as vmig;
 
 #[test]
-fn included_modules_work() {
+fn every_module_works_through_the_crate_root() {
     let bars = [0u64; 6];
     let cfg = [0u8; 256];
     let caps = vmig::cap_walker::find_virtio_caps(&cfg[..], &bars).unwrap();
     assert_eq!(caps.common, None);
     assert_eq!(
         vmig::mig_fsm::next_step(
-            vmig::mig_fsm::MigState::Running,
-            vmig::mig_fsm::MigState::Stop,
-            vmig::mig_fsm::MigFlags::ALL
+            vmig::mig_fsm::State::Running,
+            vmig::mig_fsm::State::Stop,
+            vmig::mig_fsm::Flags::ALL
         ),
-        Ok(vmig::mig_fsm::MigState::RunningP2p)
+        Ok(vmig::mig_fsm::State::RunningP2p)
     );
     let mut buf = [0u8; vmig::mig_stream::PRECOPY_FRAME_LEN];
     let id = vmig::mig_stream::DeviceIdentity::default();
