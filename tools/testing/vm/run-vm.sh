@@ -94,8 +94,10 @@ else
 	append+=(--append "vfio.enable_unsafe_noiommu_mode=1")
 fi
 
+# The checkout is shared on its own: under /tmp or /var the guest's overlays would hide it.
 vng=(vng ${VNG_VERBOSE:+--verbose} --run "$KOUT" --disable-kvm --disable-microvm --cpus 2 --memory "$MEMORY"
-	--rwdir="$CACHE_DIR/build=$CACHE_DIR/build" "${append[@]}" --qemu-opts="$qemu_opts")
+	--rwdir="$CACHE_DIR/build=$CACHE_DIR/build" --rodir="$SRC_TOP=$SRC_TOP" "${append[@]}"
+	--qemu-opts="$qemu_opts")
 if [ $interactive = 1 ]; then
 	"${vng[@]}"
 	exit
