@@ -41,7 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from qmp import QMP, QMPError  # noqa: E402
-from serial import NOISE, send_line  # noqa: E402
+from serial import NOISE, Timeout, log_size, send_line, wait_for  # noqa: E402
 
 CACHE_DIR = os.environ.get("VVM_CACHE", "/var/cache/virtio-vfio-mig")
 KOUT = os.path.join(CACHE_DIR, "build/kout")
@@ -50,6 +50,8 @@ INITRAMFS = os.path.join(KOUT, "e2e/l2-initramfs.cpio")
 STATS_DIR = os.path.join(CACHE_DIR, "build/devsim-stats")
 RESULTS_DIR = os.path.join(CACHE_DIR, "build/results")
 RUN_DIR = "/run/qemu-e2e"
+# The guest scripts' helpers: which functions are the device model's, and binding them.
+GUEST_LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../vm/guest/lib.sh")
 DRIVER = "virtio_vfio_mig"
 QEMU = "qemu-system-x86_64"
 # blkcheck's region: 4 MiB, so a full verify stays short under nested TCG.
@@ -63,43 +65,23 @@ STATUS = re.compile(r"blkcheck: t=\S+ (.*)")
 FIELDS = re.compile(r"(\w+)=(-?\d+)")
 
 
-def log(msg):
-    print(f"# {msg}", flush=True)
-
-
 # ---------------------------------------------------------------------------
 # The L1 side: device-model functions and the driver.
 # ---------------------------------------------------------------------------
 
-def sysfs(path, value=None):
-    if value is None:
-        with open(path) as f:
-            return f.read().strip()
-    with open(path, "w") as f:
-        f.write(value)
+def guest_lib(call):
+    """Runs a function of the guest scripts' lib.sh."""
+    return subprocess.run(["bash", "-c", f'source "$0" && {call}', GUEST_LIB],
+                          capture_output=True, text=True)
 
 
 def devsim_functions():
     """The device-model functions in PCI address order: function i is devsim<i>."""
-    found = []
-    for bdf in sorted(os.listdir("/sys/bus/pci/devices")):
-        dev = f"/sys/bus/pci/devices/{bdf}"
-        if (sysfs(f"{dev}/vendor"), sysfs(f"{dev}/device"),
-                sysfs(f"{dev}/subsystem_device")) == ("0x1af4", "0x1042", "0x1100"):
-            found.append(bdf)
-    return found
+    return guest_lib("devsim_devices").stdout.split()
 
 
 def bind(bdf):
-    dev = f"/sys/bus/pci/devices/{bdf}"
-    drv = f"{dev}/driver"
-    if os.path.exists(drv) and os.path.basename(os.readlink(drv)) == DRIVER:
-        return
-    sysfs(f"{dev}/driver_override", DRIVER)
-    if os.path.exists(drv):
-        sysfs(f"{drv}/unbind", bdf)
-    sysfs("/sys/bus/pci/drivers_probe", bdf)
-    if not os.path.exists(drv) or os.path.basename(os.readlink(drv)) != DRIVER:
+    if guest_lib(f"bind_driver {bdf}").returncode != 0:
         raise RuntimeError(f"{bdf}: {DRIVER} did not bind")
 
 
@@ -117,12 +99,6 @@ def devsim_stats(index):
             if value.isdigit():
                 stats[key] = int(value)
     return stats
-
-
-def settled_devsim_stats(index):
-    """Counters once the refresh has certainly happened after the last request."""
-    time.sleep(1.5)
-    return devsim_stats(index)
 
 
 # ---------------------------------------------------------------------------
@@ -147,24 +123,19 @@ class Console:
     def send(self, line):
         send_line(self.sock, line, timeout=30)
 
-    def wait_for(self, pattern, timeout, start=0):
-        """The first match of pattern at or after offset start, waiting at most timeout s."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = regex.search(self.text(), start)
-            if m:
-                return m
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.5)
+    def wait_for(self, pattern, timeout, offset=0):
+        """The first line past byte offset that matches pattern, or None after timeout s."""
+        try:
+            return wait_for(self.logfile, pattern, timeout, offset)[0]
+        except Timeout:
+            return None
 
     def command(self, line, answer, timeout):
         """Sends a blkcheck command and returns the fields of its answer line."""
-        start = len(self.text())
+        offset = log_size(self.logfile)
         self.send(line)
-        m = self.wait_for(answer + r"[^\n]*\n", timeout, start)
-        return dict((k, int(v)) for k, v in FIELDS.findall(m.group(0))) if m else None
+        m = self.wait_for(answer, timeout, offset)
+        return dict((k, int(v)) for k, v in FIELDS.findall(m.string)) if m else None
 
     def last_status(self):
         lines = STATUS.findall(self.text())
@@ -178,7 +149,6 @@ class Qemu:
     """One QEMU of L2: the source, or a destination waiting with -incoming."""
 
     def __init__(self, name, args, memory_mib):
-        self.name = name
         base = os.path.join(RUN_DIR, name)
         self.qmp_path = base + ".qmp"
         self.console = Console(base + ".serial", base + ".console")
@@ -195,7 +165,6 @@ class Qemu:
                f"logfile={self.console.logfile}",
                "-serial", "chardev:con",
                "-qmp", f"unix:{self.qmp_path},server=on,wait=off"] + args
-        self.cmd = cmd
         self.stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.stderr,
                                      stderr=subprocess.STDOUT)
@@ -314,8 +283,6 @@ class Scenario:
     def migrate(self, dst_uri, downtime_limit_ms, observe_s=0):
         """Starts a migration; with observe_s, first watches it at QEMU's default limit."""
         qmp = self.src.qmp
-        qmp.command("migrate-set-capabilities", capabilities=[
-            {"capability": "events", "state": True}])
         if observe_s:
             self.observe_default_limit(dst_uri, observe_s)
         else:
@@ -437,7 +404,9 @@ class Scenario:
         if paused is None:
             return None
         disk = console.command("stats", r"blkcheck: diskstat", 60)
-        served = {i: settled_devsim_stats(i).get("requests_served") for i in devices}
+        # The device models refresh their counters twice a second: wait for one refresh.
+        time.sleep(1.5)
+        served = {i: devsim_stats(i).get("requests_served") for i in devices}
         return disk, served
 
     def migrate_to_b(self):

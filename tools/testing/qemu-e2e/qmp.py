@@ -4,7 +4,7 @@
 QMP is line-delimited JSON over a socket. The server greets, the client
 enables commands with ``qmp_capabilities``, then every command gets exactly
 one reply (``return`` or ``error``); asynchronous ``event`` messages may
-arrive in between and are kept for whoever waits for them.
+arrive in between and are skipped (the harness polls ``query-migrate``).
 
 Every operation has a deadline: a QEMU that stops answering raises
 ``QMPTimeout`` instead of hanging the caller.
@@ -27,7 +27,6 @@ class QMP:
     def __init__(self, path, timeout=30.0):
         self.path = path
         self.timeout = timeout
-        self.events = []
         self._buf = b""
         self._sock = self._connect(path, timeout)
         greeting = self._read_message(time.monotonic() + timeout)
@@ -78,19 +77,8 @@ class QMP:
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
             reply = self._read_message(deadline)
-            if "event" in reply:
-                self.events.append(reply)
-            elif "error" in reply:
+            if "error" in reply:
                 err = reply["error"]
                 raise QMPError(f"{name}: {err.get('class')}: {err.get('desc')}")
             elif "return" in reply:
                 return reply["return"]
-
-    def wait_event(self, name, timeout):
-        """Returns the first event called ``name``, waiting at most ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, ev in enumerate(self.events):
-                if ev["event"] == name:
-                    return self.events.pop(i)
-            self.events.append(self._read_message(deadline))
