@@ -20,5 +20,10 @@ if [ "${1:-}" = --timeout ]; then
 fi
 
 "$E2E_DIR/build-l2-initramfs.sh" "$CACHE_DIR/build/kout/e2e/l2-initramfs.cpio"
-exec "$VM_DIR/run-vm.sh" --viommu --devices 3 --shared-disk --devsim-args-for 2 "--queues 2" \
+# A (instance 0) holds each request 30 ms, so that the switchover usually
+# stops it with a request in flight whose completion interrupt QEMU delivers
+# only after it saved L2's interrupt controller; B must recover from that.
+# C (instance 2) differs from A in an identity field and refuses A's stream.
+exec "$VM_DIR/run-vm.sh" --viommu --devices 3 --shared-disk \
+	--devsim-args-for 0 "--request-delay-ms 30" --devsim-args-for 2 "--queues 2" \
 	--timeout "$timeout_s" -- "$E2E_DIR/e2e.py" "$@"

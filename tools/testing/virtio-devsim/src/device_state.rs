@@ -15,8 +15,13 @@
 //! - Writing 0 stops fetching new buffers; `queue_status` keeps reading 1
 //!   until every request fetched before the stop completed (used ring
 //!   updated), then reads 0.
-//! - Writing 1 resumes fetching at `last_avail_idx` and processes whatever
-//!   the driver made available meanwhile.
+//! - Writing 1 resumes fetching at `last_avail_idx`, processes whatever
+//!   the driver made available meanwhile, and sends the queue's used-buffer
+//!   notification once. A notification the source raised while it stopped
+//!   may never have reached the driver: a hypervisor that delivers MSI-X
+//!   from its main loop reads the eventfd only after it saved the interrupt
+//!   controller. The driver copes with a spurious notification, not with a
+//!   lost one (a request it waits for forever).
 //! - `last_avail_idx` writes are honoured only while the queue is stopped
 //!   (enabled and `queue_status` reading 0); they set both the next index
 //!   to fetch and the next used index (equal once nothing is in flight).
@@ -83,7 +88,7 @@ impl Device {
         let Some(slot) = self.shared.queues.get(index) else {
             return;
         };
-        let mut resume = false;
+        let mut resume = None;
         {
             let mut vq = slot.lock();
             if !vq.enabled() {
@@ -105,12 +110,14 @@ impl Device {
                     (_, RunState::Running) => {}
                     (_, _) => {
                         vq.run = RunState::Running;
-                        resume = true;
+                        resume = Some(vq.msix_vector);
                     }
                 }
             }
         }
-        if resume {
+        if let Some(vector) = resume {
+            Stats::add(&self.shared.stats.resume_notifications, 1);
+            self.shared.interrupt_queue(vector);
             // Process whatever became available while the queue was stopped.
             self.kick(index);
         }

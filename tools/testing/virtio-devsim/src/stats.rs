@@ -27,6 +27,9 @@ pub struct Stats {
     pub interrupts_sent: AtomicU64,
     /// Queue stop requests (`queue_status` written 0).
     pub queue_stops: AtomicU64,
+    /// Queues resumed (`queue_status` written 1 while stopped), each with
+    /// one used-buffer notification.
+    pub resume_notifications: AtomicU64,
     /// Device resets (every virtio reset, including those of function resets).
     pub resets: AtomicU64,
     /// Function-level resets, whatever their trigger.
@@ -92,6 +95,7 @@ impl Stats {
             ("bitmap_dma_errors", &self.bitmap_dma_errors),
             ("interrupts_sent", &self.interrupts_sent),
             ("queue_stops", &self.queue_stops),
+            ("resume_notifications", &self.resume_notifications),
             ("resets", &self.resets),
             ("function_resets", &self.function_resets),
             ("flr_resets", &self.flr_resets),

@@ -96,6 +96,51 @@ fn in_process_stop_waits_for_in_flight() {
     assert_eq!(d.queues[0].used_idx(&d.mem), 2);
 }
 
+/// A queue that resumes notifies its vector once, even with nothing new to
+/// complete: the notification of a request completed while it stopped may
+/// have been lost on the way to the driver.
+#[test]
+fn resume_notifies_the_driver() {
+    use vfio_bindings::bindings::vfio::{
+        VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX,
+    };
+    use vfio_user::ServerBackend;
+
+    let (mut d, _dir) = direct(cfg(64));
+    d.bring_up(VERSION_1 | EVENT_IDX, 1, 32);
+    let irq = eventfd();
+    d.bus
+        .0
+        .set_irqs(
+            VFIO_PCI_MSIX_IRQ_INDEX,
+            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+            1,
+            1,
+            vec![irq.try_clone().unwrap()],
+        )
+        .unwrap();
+    d.push_request(0, 0, T_IN, 0, &[(DATA_BASE, 512)]);
+    d.kick(0);
+    d.wait_used(0, 1);
+    thread::sleep(Duration::from_millis(20));
+    assert!(eventfd_take(&irq) >= 1, "the completion was notified");
+
+    d.select_state(0);
+    d.set_queue_status(0);
+    while d.queue_status() != 0 {
+        thread::sleep(Duration::from_millis(1));
+    }
+    // Stopping alone notifies nothing.
+    assert_eq!(eventfd_take(&irq), 0);
+    d.set_queue_status(1);
+    assert_eq!(eventfd_take(&irq), 1, "resuming notified the driver once");
+    let stats = d.bus.0.shared().stats.clone();
+    assert_eq!(stats.resume_notifications.load(Ordering::SeqCst), 1);
+    // Writing 1 to a running queue is not a resume.
+    d.set_queue_status(1);
+    assert_eq!(eventfd_take(&irq), 0);
+}
+
 /// One generated request: read or write `sectors` sectors at `sector`
 /// into a buffer at `page` + `offset`.
 #[derive(Clone, Debug)]
