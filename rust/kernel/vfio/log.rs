@@ -125,6 +125,24 @@ impl IovaBitmap<'_> {
         unsafe { bindings::iova_bitmap_set(self.ptr, iova as usize, length as usize) };
     }
 
+    /// Log2 of the page size each bit of the bitmap stands for, which the caller of the report
+    /// chose (it may differ from the page size logging started with).
+    pub fn page_shift(&self) -> u32 {
+        // SAFETY: By the type invariants `ptr` is a valid bitmap lent to us exclusively.
+        unsafe { bindings::iova_bitmap_page_shift(self.ptr) }
+    }
+
+    /// Marks dirty the pages `iova + i * page size` for every set bit `i` of `pages`; `iova` is
+    /// aligned to the bitmap's page size. One call per 64 pages, where [`Self::set`] costs one
+    /// per run. Pages outside the reported range are ignored.
+    pub fn set_pages(&mut self, iova: u64, pages: u64) {
+        if pages == 0 {
+            return;
+        }
+        // SAFETY: By the type invariants `ptr` is a valid bitmap lent to us exclusively.
+        unsafe { bindings::iova_bitmap_set_pages(self.ptr, iova as usize, pages) };
+    }
+
     /// Fails with the first error met while marking, typically `EFAULT` when the user's bitmap
     /// could not be pinned: the marked ranges did not all reach the user, who gets the error.
     pub fn error(&self) -> crate::error::Result {

@@ -238,6 +238,14 @@ reg_width! {
     u32, try_read32, try_write32;
 }
 
+// The virtio specification lets a driver access a 64-bit field as a whole or as two 32-bit
+// halves; one access is half the round trips.
+#[cfg(CONFIG_64BIT)]
+reg_width! {
+    u64, try_read64, try_write64;
+}
+
+#[cfg(not(CONFIG_64BIT))]
 impl RegWidth for u64 {
     fn read(io: &Mmio<'_, Region>, off: usize) -> Result<Self> {
         let lo = io.try_read32(off)?;
@@ -460,6 +468,17 @@ impl<'a> DeviceCfg<'a> {
     /// The byte at `off`.
     pub fn read_byte(&self, off: u16) -> Result<u8> {
         self.0.read(Reg::<u8>::at(off))
+    }
+
+    /// The 16-bit field at `off`.
+    pub fn read_u16(&self, off: u16) -> Result<u16> {
+        self.0.read(Reg::<u16>::at(off))
+    }
+
+    /// The 32-bit field at `off`, or one half of a 64-bit field: the virtio specification has
+    /// drivers read device-specific 64-bit fields 32 bits at a time.
+    pub fn read_u32(&self, off: u16) -> Result<u32> {
+        self.0.read(Reg::<u32>::at(off))
     }
 }
 

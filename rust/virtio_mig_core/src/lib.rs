@@ -11,10 +11,12 @@
 //! - [`mig_fsm`]: the VFIO migration state machine and per-arc device actions.
 //! - [`mig_stream`]: the versioned migration stream codec and compatibility check.
 //! - [`dirty_bitmap`]: harvesting of the device dirty bitmap.
+//! - [`device_config`]: field-by-field reads of a device type's configuration.
 
 #![cfg_attr(not(test), no_std)]
 
 pub mod cap_walker;
+pub mod device_config;
 pub mod dirty_bitmap;
 pub mod layout;
 pub mod mig_fsm;

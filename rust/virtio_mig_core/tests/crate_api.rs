@@ -29,6 +29,6 @@ fn every_module_works_through_the_crate_root() {
         gra_shift: 12,
     };
     let mut n = 0;
-    assert!(vmig::dirty_bitmap::harvest(&words, &range, |_, _| n += 1).is_ok());
+    assert!(vmig::dirty_bitmap::harvest_runs(&words, &range, |_, _| n += 1).is_ok());
     assert_eq!(n, 1);
 }

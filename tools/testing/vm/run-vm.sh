@@ -110,5 +110,13 @@ timeout --kill-after=10 "$timeout_s" "${vng[@]}" --exec "$guest_cmd" </dev/null
 rc=$?
 set -e
 [ $rc = 124 ] && echo "error: the guest did not finish within ${timeout_s}s" >&2
+if [ $rc != 0 ]; then
+	# What the device models complained about (refused DMA maps, faults) explains many failures.
+	for ((i = 0; i < DEVICES; i++)); do
+		[ -s "$RUN_DIR/devsim$i.log" ] || continue
+		echo "== devsim$i messages (last 20 lines)" >&2
+		tail -n 20 "$RUN_DIR/devsim$i.log" >&2
+	done
+fi
 # The device models write their final counters when cleanup stops them.
 exit $rc

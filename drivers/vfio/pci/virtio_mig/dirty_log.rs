@@ -9,10 +9,16 @@
 //!
 //! Reports are conservative: whenever the records cannot be trusted (the device was reset, its
 //! granularity or enable bit changed under us), the whole requested range is reported dirty.
+//!
+//! The tracker's registers are read once per round of reports rather than at every report: a
+//! report that does not start past the end of the previous one begins a new round. A change
+//! the check misses in the middle of a round (a reset the guest does through a BAR it maps) is
+//! found at the start of the next one and makes every range report everything once, so the
+//! pages written since are reported in that round. The last round of a migration runs with the
+//! device stopped, and a function reset is always seen at once.
 
 use kernel::{
     device::Bound,
-    io::poll::read_poll_timeout,
     new_mutex, new_spinlock, pci,
     prelude::*,
     sync::{
@@ -31,11 +37,12 @@ use kernel::{
 };
 use virtio_mig_core::dirty_bitmap::{
     self,
+    DirtySink,
     HarvestRange,
     MIN_PAGE_SHIFT, //
 };
 
-use crate::queues::POLL_INTERVAL;
+use crate::queues;
 
 /// A way of recording the pages a device writes, behind `VFIO_DEVICE_FEATURE_DMA_LOGGING_*`.
 ///
@@ -89,9 +96,24 @@ struct Session {
     bitmap: DeviceDirtyBitmap,
     /// Granularity of the bitmap, `12 + gra_power` as read back from the device.
     gra_shift: u32,
-    /// The page size the user started logging with.
-    page_shift: u32,
     ranges: KVec<TrackedRange>,
+    /// End of the last report of the current round: a report that starts before it begins a
+    /// new round, whose first report checks the tracker's registers.
+    round_end: Option<u64>,
+}
+
+/// The user's bitmap as the output of a harvest: a word of pages at a time where the device
+/// and the user count pages alike, runs otherwise.
+struct UserBitmap<'a, 'b>(&'a mut IovaBitmap<'b>);
+
+impl DirtySink for UserBitmap<'_, '_> {
+    fn set_range(&mut self, iova: u64, len: u64) {
+        self.0.set(iova, len);
+    }
+
+    fn set_pages(&mut self, iova: u64, bits: u64) {
+        self.0.set_pages(iova, bits);
+    }
 }
 
 /// Per-device dirty-logging state.
@@ -127,13 +149,7 @@ fn arm(tracker: &TrackerCfg<'_>, bitmap: &DeviceDirtyBitmap, gra_power: u8) -> R
 /// Disables the tracker and waits, bounded, until the device confirms it.
 fn disarm(tracker: &TrackerCfg<'_>, timeout: Delta) -> Result {
     tracker.set_enable(false)?;
-    read_poll_timeout(
-        || tracker.enable(),
-        |&enable| enable == 0,
-        POLL_INTERVAL,
-        timeout,
-    )
-    .map(|_| ())
+    queues::poll(|| tracker.enable(), |&enable| enable == 0, timeout).map(|_| ())
 }
 
 impl DirtyLog {
@@ -219,8 +235,8 @@ impl LogBackend for DirtyLog {
         *session = Some(Session {
             bitmap,
             gra_shift,
-            page_shift,
             ranges: tracked,
+            round_end: None,
         });
         Ok(())
     }
@@ -276,7 +292,10 @@ impl LogBackend for DirtyLog {
         let tracker = &dev.cfg;
         let reset = core::mem::replace(&mut *self.reset_pending.lock(), false);
         let expected_power = u8::try_from(session.gra_shift - MIN_PAGE_SHIFT)?;
-        let intact = !reset && tracker.enable()? == 1 && tracker.gra_power()? == expected_power;
+        let new_round = !matches!(session.round_end, Some(end) if iova >= end);
+        session.round_end = last.checked_add(1);
+        let intact = !reset
+            && (!new_round || (tracker.enable()? == 1 && tracker.gra_power()? == expected_power));
         if !intact {
             dev_dbg!(pdev, "tracker records lost; re-arming and reporting all\n");
             for r in session.ranges.iter_mut() {
@@ -284,23 +303,24 @@ impl LogBackend for DirtyLog {
             }
             session.gra_shift = arm(tracker, &session.bitmap, expected_power)?;
         }
+        // The words handed to the user's bitmap count its pages, whatever logging started with.
         let range = HarvestRange {
             iova,
             length,
-            page_shift: session.page_shift,
+            page_shift: dirty.page_shift(),
             gra_shift: session.gra_shift,
         };
-        let mut set = |start, len| dirty.set(start, len);
+        let mut out = UserBitmap(dirty);
         for r in session.ranges.iter_mut().filter(|r| r.report_all) {
             let (start, end) = (r.start.max(iova), r.last.min(last));
             if start <= end {
-                set(start, end - start + 1);
+                out.set_range(start, end - start + 1);
             }
             if iova <= r.start && r.last <= last {
                 r.report_all = false;
             }
         }
-        dirty_bitmap::harvest(session.bitmap.words(), &range, &mut set).map_err(|e| {
+        dirty_bitmap::harvest(session.bitmap.words(), &range, &mut out).map_err(|e| {
             dev_dbg!(pdev, "harvest refused: {:?}\n", e);
             EINVAL
         })?;

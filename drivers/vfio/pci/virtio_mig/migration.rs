@@ -273,12 +273,10 @@ impl Migration {
             dev_dbg!(pdev, "no arc from {} to {}\n", cur.name(), new.name());
             return Err(EINVAL);
         };
-        let saves = actions
-            .iter()
-            .any(|a| matches!(a, Action::SavePrecopyData | Action::SaveFinalState));
-        if saves && regs.common.driver_features()? & VIRTIO_F_RING_PACKED != 0 {
-            // The device state capability describes split rings only: saving would lose the
-            // packed rings' wrap counters.
+        // Saving the final state checks the features itself, as it reads them anyway.
+        if actions.contains(&Action::SavePrecopyData)
+            && regs.common.driver_features()? & VIRTIO_F_RING_PACKED != 0
+        {
             dev_err!(pdev, "packed virtqueues cannot be migrated\n");
             return Err(EOPNOTSUPP);
         }
@@ -286,8 +284,13 @@ impl Migration {
         for &action in actions {
             match self.act(pdev, regs, inner, action, &mut file) {
                 Ok(()) => {}
-                // A rejected stream leaves the device and the state as they were.
-                Err(Failure::Rejected(e)) => return Err(e),
+                // A rejected stream or device leaves the device and the state as they were.
+                Err(Failure::Rejected(e)) => {
+                    if file.is_some() {
+                        inner.close_files();
+                    }
+                    return Err(e);
+                }
                 Err(Failure::Device(e)) => {
                     dev_err!(
                         pdev,
@@ -319,7 +322,7 @@ impl Migration {
         let identity = inner.identity.ok_or(Failure::Device(ENODEV))?;
         match action {
             Action::QuiesceQueues => {
-                let stopped = queues::quiesce(regs, timeout())
+                let stopped = queues::quiesce(regs, identity.num_queues, timeout())
                     .inspect_err(|e| {
                         if *e == ETIMEDOUT {
                             dev_err!(
@@ -349,7 +352,16 @@ impl Migration {
                 let saving = inner.saving.as_ref().ok_or(Failure::Device(EINVAL))?;
                 saving
                     .append_final(|data| snapshot::save(regs, &identity, data))
-                    .map_err(Failure::Device)?;
+                    .map_err(|e| {
+                        if e == EOPNOTSUPP {
+                            // The device state capability describes split rings only: saving
+                            // would lose the packed rings' wrap counters.
+                            dev_err!(pdev, "packed virtqueues cannot be migrated\n");
+                            Failure::Rejected(e)
+                        } else {
+                            Failure::Device(e)
+                        }
+                    })?;
             }
             Action::OpenResumingFile => {
                 let (stream, f) =
@@ -374,7 +386,8 @@ impl Migration {
 
 /// Why an action of an arc failed.
 enum Failure {
-    /// The resuming stream is invalid or incompatible; nothing was done to the device.
+    /// The resuming stream is invalid or incompatible, or the device's state cannot be saved;
+    /// nothing was done to the device.
     Rejected(Error),
     /// The device failed: its state is no longer known.
     Device(Error),

@@ -14,8 +14,7 @@ use kernel::{
         Capabilities,
         CommonCfg,
         DeviceCfg,
-        DeviceStateCfg,
-        NotifyCfg, //
+        DeviceStateCfg, //
     },
 };
 
@@ -25,8 +24,6 @@ pub(crate) struct Regs<'a> {
     pub(crate) common: CommonCfg<'a>,
     /// Device state capability.
     pub(crate) state: DeviceStateCfg<'a>,
-    /// Notification area, to kick a resumed queue.
-    pub(crate) notify: NotifyCfg<'a>,
     /// Device-specific configuration.
     pub(crate) device: DeviceCfg<'a>,
 }
@@ -45,13 +42,7 @@ impl<'a> Regs<'a> {
         Ok(Self {
             common: CommonCfg::new(window(caps.common())?),
             state: DeviceStateCfg::new(window(caps.device_state())?),
-            notify: NotifyCfg::new(window(caps.notify())?, caps.notify_off_multiplier()),
             device: DeviceCfg::new(window(caps.device())?),
         })
-    }
-
-    /// Notifies the device that queue `index` (selected in the common configuration) has work.
-    pub(crate) fn kick(&self, index: u16) -> Result {
-        self.notify.notify(self.common.queue_notify_off()?, index)
     }
 }

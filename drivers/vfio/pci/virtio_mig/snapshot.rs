@@ -5,21 +5,28 @@
 
 use kernel::{
     device::Bound,
-    io::poll::read_poll_timeout,
     pci,
     prelude::*,
-    time::Delta,
+    time::{
+        Delta,
+        Instant,
+        Monotonic, //
+    },
     virtio::pci::DeviceStatus, //
 };
-use virtio_mig_core::mig_stream::{
-    self,
-    DeviceIdentity,
-    DriverState,
-    Frame,
-    QueueSet,
-    QueueState,
-    SavedState,
-    MAX_DEVICE_CONFIG_LEN, //
+use virtio_mig_core::{
+    device_config,
+    layout::VIRTIO_F_RING_PACKED,
+    mig_stream::{
+        self,
+        DeviceIdentity,
+        DriverState,
+        Frame,
+        QueueSet,
+        QueueState,
+        SavedState,
+        MAX_DEVICE_CONFIG_LEN, //
+    },
 };
 
 use crate::{
@@ -54,7 +61,17 @@ pub(crate) fn identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<Dev
 }
 
 /// Encodes the complete state of the quiesced device as a final frame appended to `out`.
+///
+/// Reads what the driver cannot know (what the guest programmed), each register once: every
+/// queue's configuration, the position of the enabled ones, and the device configuration field
+/// by field at its natural width.
 pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8>) -> Result {
+    let driver_features = regs.common.driver_features()?;
+    if driver_features & VIRTIO_F_RING_PACKED != 0 {
+        // The device state capability describes split rings only: saving would lose the
+        // packed rings' wrap counters.
+        return Err(EOPNOTSUPP);
+    }
     let mut queue_states = KVec::with_capacity(usize::from(identity.num_queues), GFP_KERNEL)?;
     for q in 0..identity.num_queues {
         regs.common.select_queue(q)?;
@@ -81,16 +98,13 @@ pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8
             GFP_KERNEL,
         )?;
     }
-    let mut config = KVec::with_capacity(identity.device_config_len as usize, GFP_KERNEL)?;
-    for off in 0..identity.device_config_len {
-        config.push(regs.device.read_byte(u16::try_from(off)?)?, GFP_KERNEL)?;
-    }
+    let (config, config_generation) = read_device_config(regs, identity)?;
     let state = SavedState {
         identity: *identity,
         driver: DriverState {
-            driver_features: regs.common.driver_features()?,
+            driver_features,
             device_status: regs.common.device_status()?.0,
-            config_generation: regs.common.config_generation()?,
+            config_generation,
         },
         config_msix_vector: regs.common.config_msix_vector()?,
         queues: &queue_states,
@@ -108,6 +122,35 @@ pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8
     }
 }
 
+/// How many times a device configuration that changes while it is read is read again.
+const CONFIG_READ_ATTEMPTS: usize = 3;
+
+/// Reads the device configuration, each field once at its natural width (reserved bytes stay
+/// 0), and the `config_generation` it belongs to. A generation that changes during the read
+/// means a torn read, which is retried a few times and then fails with `EAGAIN`.
+fn read_device_config(regs: &Regs<'_>, identity: &DeviceIdentity) -> Result<(KVec<u8>, u8)> {
+    let len = u16::try_from(identity.device_config_len)?;
+    let mut config = KVec::new();
+    config.extend_with(usize::from(len), 0, GFP_KERNEL)?;
+    for _ in 0..CONFIG_READ_ATTEMPTS {
+        let generation = regs.common.config_generation()?;
+        for read in device_config::reads(identity.device_type, len) {
+            let at = usize::from(read.offset);
+            match read.width {
+                1 => config[at] = regs.device.read_byte(read.offset)?,
+                2 => config[at..at + 2]
+                    .copy_from_slice(&regs.device.read_u16(read.offset)?.to_le_bytes()),
+                _ => config[at..at + 4]
+                    .copy_from_slice(&regs.device.read_u32(read.offset)?.to_le_bytes()),
+            }
+        }
+        if regs.common.config_generation()? == generation {
+            return Ok((config, generation));
+        }
+    }
+    Err(EAGAIN)
+}
+
 /// Programs the validated final `frame` into the device, leaving every enabled queue stopped at
 /// its saved position, and returns those queues (to resume on the way to RUNNING).
 pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout: Delta) -> Result<QueueSet> {
@@ -116,10 +159,10 @@ pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout: Delta) -> Res
     // Start from a reset device: it forgets any queue and feature state it had. The reset is
     // done when the status reads back 0.
     regs.common.set_device_status(DeviceStatus::RESET)?;
-    read_poll_timeout(
+    let started = Instant::<Monotonic>::now();
+    queues::poll(
         || regs.common.device_status(),
         |&now| now == DeviceStatus::RESET,
-        queues::POLL_INTERVAL,
         timeout,
     )?;
     regs.common.set_device_status(
@@ -155,11 +198,10 @@ pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout: Delta) -> Res
         restored.insert(q.index);
     }
     // Enabling a queue starts it: stop each again before placing it at its saved position.
-    let stopped = queues::quiesce(regs, timeout)?;
+    // Both waits share one budget.
+    let num_queues = u16::try_from(frame.queues().count())?;
+    queues::quiesce(regs, num_queues, timeout - started.elapsed())?;
     for q in frame.queues().filter(|q| restored.contains(q.index)) {
-        if !stopped.contains(q.index) {
-            return Err(EIO);
-        }
         regs.state.select_queue(q.index)?;
         regs.state.set_last_avail_idx(q.last_avail_idx)?;
         if regs.state.last_avail_idx()? != q.last_avail_idx {

@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib.sh"
 guest_setup
 
 # KUnit suites built into the kernel ran at boot; debugfs keeps their KTAP results.
-KUNIT_SUITES="rust_virtio_pci_caps rust_vfio_migration"
+KUNIT_SUITES="rust_virtio_pci_caps rust_vfio_migration iova_bitmap"
 
 kunit_results() {
 	local suite rc=0

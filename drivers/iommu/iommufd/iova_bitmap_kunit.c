@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KUnit tests of iova_bitmap_set_pages(): in a user bitmap the test maps, it
+ * must mark exactly the pages that one iova_bitmap_set() per page marks,
+ * wherever the word lands (bit offsets, the pages of the user's bitmap, the
+ * end of the pinned window, the edges of the bitmap's range).
+ */
+#include <kunit/test.h>
+#include <linux/iova_bitmap.h>
+#include <linux/mman.h>
+#include <linux/prandom.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#define PGSHIFT		12
+#define PGSZ		(1UL << PGSHIFT)
+/* Bits in one page of the user's bitmap. */
+#define BITS_PER_UPAGE	(PAGE_SIZE * BITS_PER_BYTE)
+/* iova_bitmap pins at most this many pages of the user's bitmap at once. */
+#define PINNED_PAGES	(PAGE_SIZE / sizeof(struct page *))
+/* Enough user bitmap for a range that needs two pinned windows. */
+#define UBUF_PAGES	(PINNED_PAGES + 4)
+#define RANGE_IOVA	(1UL << 32)
+
+struct mark {
+	unsigned long iova;
+	u64 pages;
+};
+
+KUNIT_DEFINE_ACTION_WRAPPER(kvfree_action, kvfree, const void *);
+
+static u64 *test_kvzalloc(struct kunit *test, size_t size)
+{
+	u64 *p = kvzalloc(size, GFP_KERNEL);
+
+	if (p && kunit_add_action_or_reset(test, kvfree_action, p))
+		return NULL;
+	return p;
+}
+
+struct fixture {
+	u64 __user *ubuf;
+	u64 *expect;
+	u64 *got;
+};
+
+static int iova_bitmap_test_init(struct kunit *test)
+{
+	struct fixture *f = kunit_kzalloc(test, sizeof(*f), GFP_KERNEL);
+	unsigned long addr;
+
+	KUNIT_ASSERT_NOT_NULL(test, f);
+	addr = kunit_vm_mmap(test, NULL, 0, UBUF_PAGES * PAGE_SIZE, PROT_READ | PROT_WRITE,
+			     MAP_ANONYMOUS | MAP_PRIVATE, 0);
+	KUNIT_ASSERT_NE_MSG(test, addr, 0, "cannot map a user bitmap");
+	f->ubuf = (u64 __user *)addr;
+	f->expect = test_kvzalloc(test, UBUF_PAGES * PAGE_SIZE);
+	f->got = test_kvzalloc(test, UBUF_PAGES * PAGE_SIZE);
+	KUNIT_ASSERT_NOT_NULL(test, f->expect);
+	KUNIT_ASSERT_NOT_NULL(test, f->got);
+	test->priv = f;
+	return 0;
+}
+
+/* Bytes of user bitmap a range covers, and one page more to catch overruns. */
+static size_t span_bytes(size_t skip, size_t length)
+{
+	size_t bytes = DIV_ROUND_UP(length >> PGSHIFT, 64) * sizeof(u64) + PAGE_SIZE;
+
+	return min(bytes, UBUF_PAGES * PAGE_SIZE - skip);
+}
+
+/*
+ * Applies @marks to a zeroed user bitmap for [@iova, @iova + @length) that
+ * starts @skip bytes into the mapping, per page with iova_bitmap_set() or
+ * per word with iova_bitmap_set_pages(), and copies it to @out.
+ */
+static void apply(struct kunit *test, size_t skip, unsigned long iova, size_t length,
+		  const struct mark *marks, int n, bool per_word, u64 *out)
+{
+	struct fixture *f = test->priv;
+	u64 __user *data = (u64 __user *)((u8 __user *)f->ubuf + skip);
+	size_t bytes = span_bytes(skip, length);
+	struct iova_bitmap *bitmap;
+	int i, bit;
+
+	KUNIT_ASSERT_EQ(test, clear_user(data, bytes), 0);
+	bitmap = iova_bitmap_alloc(iova, length, PGSZ, data);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(bitmap));
+	for (i = 0; i < n; i++) {
+		if (per_word) {
+			iova_bitmap_set_pages(bitmap, marks[i].iova, marks[i].pages);
+			continue;
+		}
+		for (bit = 0; bit < 64; bit++) {
+			unsigned long page = marks[i].iova + ((unsigned long)bit << PGSHIFT);
+
+			if (!(marks[i].pages & BIT_ULL(bit)))
+				continue;
+			/* iova_bitmap_set() leaves pages outside the range to its caller. */
+			if (page >= iova && page - iova < length)
+				iova_bitmap_set(bitmap, page, PGSZ);
+		}
+	}
+	KUNIT_EXPECT_EQ(test, iova_bitmap_error(bitmap), 0);
+	iova_bitmap_free(bitmap);
+	KUNIT_ASSERT_EQ(test, copy_from_user(out, data, bytes), 0);
+}
+
+static void expect_same(struct kunit *test, size_t skip, unsigned long iova, size_t length,
+			const struct mark *marks, int n)
+{
+	struct fixture *f = test->priv;
+	size_t bytes = span_bytes(skip, length);
+	u64 set = 0;
+	size_t i;
+
+	apply(test, skip, iova, length, marks, n, false, f->expect);
+	apply(test, skip, iova, length, marks, n, true, f->got);
+	for (i = 0; i < bytes / sizeof(u64); i++) {
+		set += hweight64(f->expect[i]);
+		if (f->expect[i] != f->got[i]) {
+			KUNIT_FAIL(test, "word %zu: per page %#llx, per word %#llx (skip %zu)", i,
+				   f->expect[i], f->got[i], skip);
+			return;
+		}
+	}
+	/* A comparison of two empty bitmaps would prove nothing. */
+	KUNIT_EXPECT_GT(test, set, 0);
+}
+
+/* Words at every bit offset from the start of the user's bitmap. */
+static void iova_bitmap_test_bit_offsets(struct kunit *test)
+{
+	static const u64 patterns[] = { 1, ~0ULL, 0x5555555555555555ULL, BIT_ULL(63) | 1,
+					0x00ff00000000f00fULL };
+	struct mark m;
+	int p, shift;
+
+	for (p = 0; p < ARRAY_SIZE(patterns); p++) {
+		for (shift = 0; shift < 130; shift++) {
+			m.iova = RANGE_IOVA + ((unsigned long)shift << PGSHIFT);
+			m.pages = patterns[p];
+			expect_same(test, 0, RANGE_IOVA, 1UL << 30, &m, 1);
+		}
+	}
+}
+
+/* A user bitmap that does not start on a page: words straddle its pages. */
+static void iova_bitmap_test_unaligned_user_bitmap(struct kunit *test)
+{
+	static const size_t skips[] = { 8, 64, PAGE_SIZE - 8 };
+	struct mark m[3];
+	int s;
+
+	for (s = 0; s < ARRAY_SIZE(skips); s++) {
+		unsigned long edge = (BITS_PER_UPAGE - skips[s] * BITS_PER_BYTE) << PGSHIFT;
+
+		m[0] = (struct mark){ RANGE_IOVA + edge - 3 * PGSZ, ~0ULL };
+		m[1] = (struct mark){ RANGE_IOVA + edge - 40 * PGSZ, 0x8000000100000001ULL };
+		m[2] = (struct mark){ RANGE_IOVA + 5 * PGSZ, 0xf0f0f0f0f0f0f0f0ULL };
+		expect_same(test, skips[s], RANGE_IOVA, 1UL << 32, m, ARRAY_SIZE(m));
+	}
+}
+
+/* Pages before and after the bitmap's range are dropped, the others kept. */
+static void iova_bitmap_test_range_edges(struct kunit *test)
+{
+	size_t length = 1000 * PGSZ;
+	struct mark m[] = {
+		{ RANGE_IOVA - 10 * PGSZ, ~0ULL },
+		{ RANGE_IOVA + length - 5 * PGSZ, ~0ULL },
+		{ RANGE_IOVA - 63 * PGSZ, BIT_ULL(63) | BIT_ULL(62) },
+		{ RANGE_IOVA + length, ~0ULL },
+	};
+
+	expect_same(test, 0, RANGE_IOVA, length, m, ARRAY_SIZE(m));
+}
+
+/* Marks far apart make the bitmap pin another window of the user's pages. */
+static void iova_bitmap_test_window_advance(struct kunit *test)
+{
+	unsigned long window = (PINNED_PAGES * BITS_PER_UPAGE) << PGSHIFT;
+	size_t length = window + 2 * (BITS_PER_UPAGE << PGSHIFT);
+	struct mark m[] = {
+		{ RANGE_IOVA + 7 * PGSZ, 0xabcdef0123456789ULL },
+		/* Straddles the end of the first pinned window. */
+		{ RANGE_IOVA + window - 20 * PGSZ, ~0ULL },
+		{ RANGE_IOVA + window + 100 * PGSZ, 0x1111ULL },
+		/* Back into the first window. */
+		{ RANGE_IOVA + 1000 * PGSZ, 0x8000000000000001ULL },
+	};
+
+	expect_same(test, 0, RANGE_IOVA, length, m, ARRAY_SIZE(m));
+}
+
+/* Random words at random places, a fixed seed so that a failure repeats. */
+static void iova_bitmap_test_random(struct kunit *test)
+{
+	struct rnd_state rnd;
+	struct mark m[64];
+	int round, i;
+
+	prandom_seed_state(&rnd, 0x10ba);
+	for (round = 0; round < 8; round++) {
+		size_t length = (1 + prandom_u32_state(&rnd) % (4 * BITS_PER_UPAGE)) * PGSZ;
+
+		for (i = 0; i < ARRAY_SIZE(m); i++) {
+			long page = (long)(prandom_u32_state(&rnd) % (length / PGSZ + 128)) - 64;
+
+			m[i].iova = RANGE_IOVA + page * (long)PGSZ;
+			m[i].pages = ((u64)prandom_u32_state(&rnd) << 32) | prandom_u32_state(&rnd);
+		}
+		expect_same(test, 8 * (round % 3), RANGE_IOVA, length, m, ARRAY_SIZE(m));
+	}
+}
+
+static struct kunit_case iova_bitmap_test_cases[] = {
+	KUNIT_CASE(iova_bitmap_test_bit_offsets),
+	KUNIT_CASE(iova_bitmap_test_unaligned_user_bitmap),
+	KUNIT_CASE(iova_bitmap_test_range_edges),
+	KUNIT_CASE(iova_bitmap_test_window_advance),
+	KUNIT_CASE(iova_bitmap_test_random),
+	{}
+};
+
+static struct kunit_suite iova_bitmap_test_suite = {
+	.name = "iova_bitmap",
+	.init = iova_bitmap_test_init,
+	.test_cases = iova_bitmap_test_cases,
+};
+kunit_test_suite(iova_bitmap_test_suite);
+
+MODULE_DESCRIPTION("KUnit tests of iova_bitmap_set_pages()");
+MODULE_LICENSE("GPL");
+MODULE_IMPORT_NS("IOMMUFD");
