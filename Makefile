@@ -16,7 +16,8 @@ LOGS := $(VVM_CACHE)/build/logs
 # Per-suite TAP files the guest writes (see tools/testing/vm/guest/lib.sh).
 RESULTS := $(VVM_CACHE)/build/results
 
-.PHONY: all deps kernel modules devsim selftests run demo e2e check bench vm rustfmtcheck clippy \
+.PHONY: all deps kernel modules devsim selftests run demo e2e check check-debug check-kasan bench vm \
+	rustfmtcheck clippy \
 	clean distclean
 
 all: kernel devsim selftests
@@ -56,6 +57,8 @@ vm: all
 check: all
 	@mkdir -p $(LOGS)
 	@rm -rf $(LOGS)/*.log $(RESULTS)
+	-{ echo "@@suite summarize-selftest"; $(IN_ROOT) python3 $(VM)/summarize_test.py; \
+		echo "@@end summarize-selftest rc=$$?"; } 2>&1 | tee $(LOGS)/summarize.log
 	-$(IN_ROOT) $(VM)/cargo.sh test --manifest-path $(CORE)/Cargo.toml 2>&1 | tee $(LOGS)/core.log
 	-$(IN_ROOT) $(VM)/cargo.sh test --release --manifest-path $(DEVSIM)/Cargo.toml 2>&1 | tee $(LOGS)/devsim.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --timeout 900 -- $(VM)/guest/run-tests.sh 2>&1 | tee $(LOGS)/vm.log
@@ -67,9 +70,25 @@ check: all
 	-{ echo "@@suite l2-smoke"; $(IN_ROOT) $(E2E)/l2-smoke.sh; echo "@@end l2-smoke rc=$$?"; } \
 		2>&1 | tee -a $(LOGS)/l2.log
 	-$(IN_ROOT) $(E2E)/run-e2e.sh --timeout 720 --report 2>&1 | tee $(LOGS)/e2e.log
-	@$(IN_ROOT) python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/core.log $(LOGS)/devsim.log \
-		$(LOGS)/vm.log $(LOGS)/vm-viommu.log $(LOGS)/vm-variants.log $(LOGS)/l2.log \
-		$(LOGS)/e2e.log
+	@$(IN_ROOT) python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/summarize.log \
+		$(LOGS)/core.log $(LOGS)/devsim.log $(LOGS)/vm.log $(LOGS)/vm-viommu.log \
+		$(LOGS)/vm-variants.log $(LOGS)/l2.log $(LOGS)/e2e.log
+
+# The VM suites again on a kernel variant built in a directory of its own (build/kout-NAME):
+#   check-debug  lockdep, sleep-in-atomic, DMA API, kmemleak, hung-task, soft-lockup and list
+#                debugging (debug.config)
+#   check-kasan  those and KASAN and UBSAN (debug.config, kasan.config)
+# Not part of 'check': each is a second kernel build, and the kernel runs several times slower.
+check-debug check-kasan: all
+	@mkdir -p $(LOGS)
+	@rm -rf $(LOGS)/$@-*.log $(RESULTS)
+	$(IN_ROOT) $(VM)/kernel-build.sh --variant $(@:check-%=%) bzImage modules
+	-$(IN_ROOT) $(VM)/run-vm.sh --kernel-variant $(@:check-%=%) --timeout 2400 -- \
+		$(VM)/guest/run-tests.sh 2>&1 | tee $(LOGS)/$@-vm.log
+	-$(IN_ROOT) $(VM)/run-vm.sh --kernel-variant $(@:check-%=%) --viommu --timeout 1800 -- \
+		$(VM)/guest/run-tests.sh viommu 2>&1 | tee $(LOGS)/$@-vm-viommu.log
+	@$(IN_ROOT) python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/$@-vm.log \
+		$(LOGS)/$@-vm-viommu.log
 
 # Benchmarks report ratios against a baseline measured in the same run, never pass/fail.
 bench: all
@@ -85,7 +104,7 @@ rustfmtcheck clippy: kernel
 
 clean:
 	rm -rf $(DEVSIM)/target $(CORE)/target
-	rm -rf $(VVM_CACHE)/build/kout $(LOGS)
+	rm -rf $(VVM_CACHE)/build/kout $(VVM_CACHE)/build/kout-debug $(VVM_CACHE)/build/kout-kasan $(LOGS)
 
 # Also drops the extracted kernel source and every toolchain root.
 distclean: clean

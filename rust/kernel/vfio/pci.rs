@@ -551,6 +551,13 @@ unsafe impl<T: Driver> driver::RegistrationOps for Adapter<T> {
 }
 
 impl<T: Driver> Adapter<T> {
+    /// `_vfio_alloc_device()` allocates with `kvzalloc()`, which guarantees
+    /// `ARCH_KMALLOC_MINALIGN` only: a driver type that needs more fails to build.
+    const ALIGNED_BY_ALLOCATOR: () = assert!(
+        core::mem::align_of::<CoreDevice<T>>() <= bindings::ARCH_KMALLOC_MINALIGN,
+        "the driver data needs more alignment than _vfio_alloc_device() provides"
+    );
+
     extern "C" fn probe_callback(
         pdev: *mut bindings::pci_dev,
         id: *const bindings::pci_device_id,
@@ -575,8 +582,10 @@ impl<T: Driver> Adapter<T> {
         info: Option<&T::IdInfo>,
     ) -> Result {
         let init = T::probe(core_pdev, info);
+        let () = Self::ALIGNED_BY_ALLOCATOR;
         // SAFETY: `pdev` is valid; `DEVICE_OPS` is static. The allocation is at least as large
-        // as a `vfio_pci_core_device` because that is the first field of `CoreDevice<T>`.
+        // as a `vfio_pci_core_device` because that is the first field of `CoreDevice<T>`, and
+        // aligned enough for it (`ALIGNED_BY_ALLOCATOR`).
         let vdev = from_err_ptr(unsafe {
             bindings::_vfio_alloc_device(
                 core::mem::size_of::<CoreDevice<T>>(),

@@ -26,6 +26,9 @@ use core::mem::offset_of;
 use virtio_mig_core::{
     cap_walker::{
         self,
+        Bar,
+        Bars,
+        CapFault,
         CapInfo,
         VirtioCaps, //
     },
@@ -135,41 +138,70 @@ impl cap_walker::ConfigSpaceRead for ConfigSpaceReader<'_> {
     }
 }
 
+/// The BARs of `pdev` that decode I/O port space, one bit per BAR index.
+fn io_bars(pdev: &pci::Device<device::Bound>) -> u32 {
+    // SAFETY: `pdev` is a valid, bound PCI device; `pci_select_bars` only reads the flags of its
+    // resources.
+    let mask =
+        unsafe { bindings::pci_select_bars(pdev.as_raw(), bindings::IORESOURCE_IO as c_ulong) };
+    // CAST: one bit per resource of the device (17 of them), never the sign bit.
+    mask as u32
+}
+
+// The walker's explanations of the capabilities it leaves out, for the kernel's log macros.
+impl crate::fmt::Display for CapFault {
+    fn fmt(&self, f: &mut crate::fmt::Formatter<'_>) -> crate::fmt::Result {
+        core::fmt::Display::fmt(self, f)
+    }
+}
+
 /// The validated virtio structures of a modern virtio-pci function.
 ///
 /// # Invariants
 ///
-/// Every region in `found` lies inside a BAR that was present, with the size recorded in
-/// `bar_sizes`, when the capabilities were walked.
+/// Every region in `found` lies inside a memory BAR that was present, with the size recorded in
+/// `bars`, when the capabilities were walked.
 #[derive(Clone, Copy, Debug)]
 pub struct Capabilities {
     found: VirtioCaps,
-    bar_sizes: [u64; layout::PCI_STD_NUM_BARS],
+    bars: Bars,
 }
 
 impl Capabilities {
-    /// Walks the capability list of `pdev`, validating every virtio structure against the BAR
-    /// sizes, and logs each capability found.
+    /// Walks the capability list of `pdev`, validating every virtio structure against the BARs,
+    /// and logs each capability found.
     ///
-    /// Fails with `ENODEV` when the list is malformed or a structure a modern virtio-pci driver
-    /// needs (common, notify, ISR) is missing.
+    /// Fails with `ENODEV` when the list is malformed, when the common, notify, ISR or
+    /// device-specific structure is malformed, or when one a modern virtio-pci driver needs
+    /// (common, notify, ISR) is missing. Any other malformed capability is left out, its
+    /// facility absent: see [`Capabilities::ignored`].
     pub fn discover(pdev: &pci::Device<device::Bound>) -> Result<Self> {
-        let mut bar_sizes = [0u64; layout::PCI_STD_NUM_BARS];
-        for (bar, size) in (0u32..).zip(bar_sizes.iter_mut()) {
-            *size = pdev.resource_len(bar)?;
+        let io = io_bars(pdev);
+        let mut bars = [Bar::ABSENT; layout::PCI_STD_NUM_BARS];
+        for (index, bar) in (0u32..).zip(bars.iter_mut()) {
+            let size = pdev.resource_len(index)?;
+            *bar = if io & (1 << index) != 0 {
+                Bar::io(size)
+            } else {
+                Bar::memory(size)
+            };
         }
         let reader = ConfigSpaceReader(pdev.config_space());
-        let found =
-            cap_walker::walk(&reader, &bar_sizes, |cap| log_cap(pdev, cap)).map_err(|err| {
-                dev_err!(pdev, "malformed capability list: {}\n", err.reason());
-                ENODEV
-            })?;
+        let found = cap_walker::walk(&reader, &bars, |cap| log_cap(pdev, cap)).map_err(|err| {
+            dev_err!(pdev, "malformed capability list: {}\n", err.reason());
+            ENODEV
+        })?;
         if let Some(cfg_type) = found.missing(&cap_walker::REQUIRED_MODERN) {
             dev_err!(pdev, "no {} capability\n", layout::cfg_type_name(cfg_type));
             return Err(ENODEV);
         }
-        // INVARIANT: `walk` checked every region against `bar_sizes`.
-        Ok(Self { found, bar_sizes })
+        // INVARIANT: `walk` checked every region against `bars`.
+        Ok(Self { found, bars })
+    }
+
+    /// The malformed capabilities [`Capabilities::discover`] left out, for the driver to log.
+    pub fn ignored(&self) -> impl Iterator<Item = &CapFault> {
+        self.found.ignored()
     }
 
     /// The common configuration structure (always present).
@@ -204,7 +236,7 @@ impl Capabilities {
 
     /// Size of `bar` when the capabilities were walked, 0 for an absent BAR.
     pub fn bar_size(&self, bar: u8) -> u64 {
-        self.bar_sizes.get(usize::from(bar)).copied().unwrap_or(0)
+        self.bars.get(usize::from(bar)).map_or(0, |bar| bar.size)
     }
 }
 
@@ -583,14 +615,23 @@ fn log_cap(pdev: &pci::Device<device::Bound>, cap: &CapInfo) {
 mod tests {
     use virtio_mig_core::{
         cap_walker::{
+            memory_bars,
             walk,
+            Bar,
+            Bars,
+            CapFault,
             WalkError, //
         },
         layout, //
     };
 
-    /// BAR sizes of the reference layout: everything lives in a 32 KiB BAR 4.
-    const BARS: [u64; 6] = [0, 0x1000, 0, 0, 0x8000, 0];
+    /// BARs of the reference layout: everything lives in a 32 KiB memory BAR 4.
+    const BARS: Bars = memory_bars([0, 0x1000, 0, 0, 0x8000, 0]);
+
+    /// Offset of the capability of the common configuration, first in the list.
+    const COMMON: usize = 0x40;
+    /// Offset of the tracker capability, fifth in the list.
+    const TRACKER: usize = 0x40 + 4 * 20;
 
     /// A config space with the virtio structures of the reference device layout.
     struct Image([u8; 256]);
@@ -655,8 +696,8 @@ mod tests {
     #[test]
     fn rejects_short_cap_len() {
         let mut image = Image::new();
-        // The tracker capability (fifth in the list) claims to be 8 bytes long.
-        image.0[0x40 + 4 * 20 + 2] = 8;
+        // The common configuration capability claims to be 8 bytes long.
+        image.0[COMMON + 2] = 8;
         assert!(matches!(
             walk(&image.0[..], &BARS, |_| {}),
             Err(WalkError::CapLenTooSmall { .. })
@@ -666,15 +707,45 @@ mod tests {
     #[test]
     fn rejects_region_past_bar_end() {
         let mut image = Image::new();
-        image.0[0x40 + 4 * 20 + 8..][..4].copy_from_slice(&0x7ff0u32.to_le_bytes());
+        image.0[COMMON + 8..][..4].copy_from_slice(&0x7ff0u32.to_le_bytes());
         assert!(walk(&image.0[..], &BARS, |_| {}).is_err());
     }
 
     #[test]
     fn rejects_absent_bar() {
         let mut image = Image::new();
-        image.0[0x40 + 4 * 20 + 4] = 2;
+        image.0[COMMON + 4] = 2;
         assert!(walk(&image.0[..], &BARS, |_| {}).is_err());
+    }
+
+    #[test]
+    fn rejects_io_bar() {
+        let mut bars = BARS;
+        bars[4] = Bar::io(0x8000);
+        assert!(matches!(
+            walk(&Image::new().0[..], &bars, |_| {}),
+            Err(WalkError::IoBar { bar: 4, .. })
+        ));
+    }
+
+    #[test]
+    fn leaves_out_malformed_tracker() {
+        let mut image = Image::new();
+        image.0[TRACKER + 2] = 8;
+        let found = walk(&image.0[..], &BARS, |_| {});
+        assert!(found.is_ok());
+        let Ok(found) = found else { return };
+        assert!(found.memory_track.is_none());
+        assert!(found.device_state.is_some());
+        let mut ignored = found.ignored();
+        assert!(matches!(
+            ignored.next(),
+            Some(CapFault {
+                cfg_type: layout::VIRTIO_PCI_CAP_MEMORY_TRACK_CFG,
+                error: WalkError::CapLenTooSmall { .. },
+            })
+        ));
+        assert!(ignored.next().is_none());
     }
 
     #[test]

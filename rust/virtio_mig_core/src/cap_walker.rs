@@ -4,15 +4,21 @@
 //!
 //! [`walk`] follows the capability list from the capability pointer, checks
 //! every pointer and every virtio structure capability against the config
-//! space and the BAR sizes, and returns the regions the driver uses as a
-//! fixed-size [`VirtioCaps`]. A device that presents anything malformed is
-//! rejected with a [`WalkError`] naming the offending capability, so the
-//! driver never maps or touches a region it has not validated.
+//! space and the BARs, and returns the regions the driver uses as a
+//! fixed-size [`VirtioCaps`]. A malformed list, or a malformed structure the
+//! device cannot be driven without (see [`is_essential`]), is rejected with a
+//! [`WalkError`] naming the offending capability; any other malformed
+//! capability is left out and recorded in [`VirtioCaps::ignored`], so that a
+//! bad optional facility costs only that facility. Either way the driver
+//! never maps or touches a region it has not validated.
 //!
 //! Config space is read through the small [`ConfigSpaceRead`] trait; only
 //! byte and naturally aligned dword reads are used.
 
-use core::fmt;
+use core::{
+    convert::Infallible,
+    fmt, //
+};
 
 use super::layout;
 
@@ -56,6 +62,64 @@ impl ConfigSpaceRead for [u8] {
 /// Maximum number of capabilities in the list: one per dword between
 /// [`layout::PCI_CAP_MIN_OFFSET`] and the end of config space.
 pub const MAX_CAPS: usize = 48;
+
+/// What a BAR decodes (bit 0 of the BAR register).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BarKind {
+    /// Memory space.
+    #[default]
+    Memory,
+    /// I/O port space: the virtio specification places no structure there.
+    Io,
+}
+
+/// A BAR of the function, as regions are checked against it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bar {
+    /// Size in bytes, 0 when the BAR is absent (the upper half of a 64-bit
+    /// BAR is absent; the caller reports the pair's size on the lower).
+    pub size: u64,
+    /// What the BAR decodes.
+    pub kind: BarKind,
+}
+
+impl Bar {
+    /// A BAR the function does not implement.
+    pub const ABSENT: Bar = Bar::memory(0);
+
+    /// A memory BAR of `size` bytes.
+    pub const fn memory(size: u64) -> Bar {
+        Bar {
+            size,
+            kind: BarKind::Memory,
+        }
+    }
+
+    /// An I/O port BAR of `size` bytes.
+    pub const fn io(size: u64) -> Bar {
+        Bar {
+            size,
+            kind: BarKind::Io,
+        }
+    }
+}
+
+/// The six BARs of a function, by index.
+pub type Bars = [Bar; layout::PCI_STD_NUM_BARS];
+
+/// Memory BARs of the given sizes (0 for an absent BAR).
+pub const fn memory_bars(sizes: [u64; layout::PCI_STD_NUM_BARS]) -> Bars {
+    let mut bars = [Bar::ABSENT; layout::PCI_STD_NUM_BARS];
+    let mut i = 0;
+    while i < bars.len() {
+        bars[i] = Bar::memory(sizes[i]);
+        i += 1;
+    }
+    bars
+}
+
+/// Number of malformed capabilities [`VirtioCaps`] keeps the fault of.
+pub const MAX_IGNORED: usize = 8;
 
 /// A validated region inside a BAR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,11 +181,35 @@ pub struct CapInfo {
     pub pos: u8,
     /// PCI capability id.
     pub cap_id: u8,
-    /// Decoded virtio fields for a vendor-specific capability, else `None`.
+    /// Decoded virtio fields for a vendor-specific capability, else `None`
+    /// (also when its structure is malformed: the fields cannot be trusted).
     pub virtio: Option<VirtioCapFields>,
 }
 
-/// The virtio structures found on a device (first occurrence of each type).
+/// A malformed capability: its `cfg_type` and what is wrong with it.
+///
+/// Never a read error: those fail the walk whatever the capability.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CapFault {
+    /// `cfg_type` of the capability.
+    pub cfg_type: u8,
+    /// The check it failed.
+    pub error: WalkError<Infallible>,
+}
+
+impl fmt::Display for CapFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} capability: {}",
+            layout::cfg_type_name(self.cfg_type),
+            self.error
+        )
+    }
+}
+
+/// The virtio structures found on a device (first valid occurrence of each
+/// type).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VirtioCaps {
     /// Common configuration ([`layout::VIRTIO_PCI_CAP_COMMON_CFG`]).
@@ -144,6 +232,25 @@ pub struct VirtioCaps {
     pub msix: Option<u8>,
     /// Number of capabilities in the list (all kinds).
     pub num_caps: u8,
+    /// The first [`MAX_IGNORED`] malformed capabilities left out, in list
+    /// order; see [`VirtioCaps::ignored`].
+    pub ignored_faults: [Option<CapFault>; MAX_IGNORED],
+    /// Number of malformed capabilities left out (may exceed [`MAX_IGNORED`]).
+    pub num_ignored: u8,
+}
+
+/// Whether a malformed capability of `cfg_type` fails the walk: the common,
+/// notify, ISR and device-specific structures, which a driver cannot operate
+/// the device without trusting. Any other malformed capability (the
+/// migration structures included) is left out: its facility is then absent.
+pub const fn is_essential(cfg_type: u8) -> bool {
+    matches!(
+        cfg_type,
+        layout::VIRTIO_PCI_CAP_COMMON_CFG
+            | layout::VIRTIO_PCI_CAP_NOTIFY_CFG
+            | layout::VIRTIO_PCI_CAP_ISR_CFG
+            | layout::VIRTIO_PCI_CAP_DEVICE_CFG
+    )
 }
 
 /// The `cfg_type`s a modern virtio-pci driver cannot work without.
@@ -183,7 +290,7 @@ impl VirtioCaps {
     }
 
     /// All stored regions with their `cfg_type`, in a fixed order.
-    pub const fn regions(&self) -> [(u8, Option<CapRegion>); 6] {
+    pub const fn regions(&self) -> [(u8, Option<CapRegion>); NUM_REGIONS] {
         [
             (layout::VIRTIO_PCI_CAP_COMMON_CFG, self.common),
             (layout::VIRTIO_PCI_CAP_NOTIFY_CFG, self.notify),
@@ -197,6 +304,25 @@ impl VirtioCaps {
     /// The first `cfg_type` of `required` that the device does not present.
     pub fn missing(&self, required: &[u8]) -> Option<u8> {
         required.iter().copied().find(|&t| self.region(t).is_none())
+    }
+
+    /// The malformed capabilities the walk left out (the first
+    /// [`MAX_IGNORED`] of [`VirtioCaps::num_ignored`]), for the driver to log.
+    pub fn ignored(&self) -> impl Iterator<Item = &CapFault> {
+        self.ignored_faults.iter().flatten()
+    }
+
+    /// Leaves out the capability of `fault`, or fails the walk when it is
+    /// essential.
+    fn reject<E>(&mut self, fault: CapFault) -> Result<(), WalkError<E>> {
+        if is_essential(fault.cfg_type) {
+            return Err(fault.error.map_read(|never| match never {}));
+        }
+        if let Some(slot) = self.ignored_faults.get_mut(usize::from(self.num_ignored)) {
+            *slot = Some(fault);
+        }
+        self.num_ignored = self.num_ignored.saturating_add(1);
+        Ok(())
     }
 
     /// Offset within the notify BAR of queue notifications for a queue whose
@@ -266,6 +392,13 @@ pub enum WalkError<E> {
         /// `bar` found.
         bar: u8,
     },
+    /// `bar` names an I/O port BAR: structures live in memory BARs.
+    IoBar {
+        /// Capability offset.
+        pos: u8,
+        /// `bar` found.
+        bar: u8,
+    },
     /// `offset + length` overflows.
     RegionOverflow {
         /// Capability offset.
@@ -312,6 +445,58 @@ pub enum WalkError<E> {
 }
 
 impl<E> WalkError<E> {
+    /// The same error, with the error of a failed read mapped by `f`.
+    pub fn map_read<F>(self, f: impl FnOnce(E) -> F) -> WalkError<F> {
+        match self {
+            WalkError::Read(e) => WalkError::Read(f(e)),
+            WalkError::BadPointer { from, ptr } => WalkError::BadPointer { from, ptr },
+            WalkError::Loop { pos } => WalkError::Loop { pos },
+            WalkError::TooManyCaps => WalkError::TooManyCaps,
+            WalkError::CapLenTooSmall { pos, cap_len, min } => {
+                WalkError::CapLenTooSmall { pos, cap_len, min }
+            }
+            WalkError::CapPastConfigSpace { pos, cap_len } => {
+                WalkError::CapPastConfigSpace { pos, cap_len }
+            }
+            WalkError::BadBar { pos, bar } => WalkError::BadBar { pos, bar },
+            WalkError::AbsentBar { pos, bar } => WalkError::AbsentBar { pos, bar },
+            WalkError::IoBar { pos, bar } => WalkError::IoBar { pos, bar },
+            WalkError::RegionOverflow { pos } => WalkError::RegionOverflow { pos },
+            WalkError::RegionPastBar { pos, end, bar_size } => {
+                WalkError::RegionPastBar { pos, end, bar_size }
+            }
+            WalkError::RegionTooShort {
+                pos,
+                cfg_type,
+                length,
+                min,
+            } => WalkError::RegionTooShort {
+                pos,
+                cfg_type,
+                length,
+                min,
+            },
+            WalkError::RegionMisaligned {
+                pos,
+                cfg_type,
+                offset,
+            } => WalkError::RegionMisaligned {
+                pos,
+                cfg_type,
+                offset,
+            },
+            WalkError::Overlap {
+                pos,
+                cfg_type,
+                other,
+            } => WalkError::Overlap {
+                pos,
+                cfg_type,
+                other,
+            },
+        }
+    }
+
     /// Short description of the error, for log messages.
     pub const fn reason(&self) -> &'static str {
         match self {
@@ -323,6 +508,7 @@ impl<E> WalkError<E> {
             WalkError::CapPastConfigSpace { .. } => "capability runs past config space",
             WalkError::BadBar { .. } => "bar index out of range",
             WalkError::AbsentBar { .. } => "bar not implemented",
+            WalkError::IoBar { .. } => "bar is an i/o port bar",
             WalkError::RegionOverflow { .. } => "offset + length overflows",
             WalkError::RegionPastBar { .. } => "region runs past the end of its bar",
             WalkError::RegionTooShort { .. } => "region too short for cfg_type",
@@ -340,6 +526,7 @@ impl<E> WalkError<E> {
             | WalkError::CapPastConfigSpace { pos, .. }
             | WalkError::BadBar { pos, .. }
             | WalkError::AbsentBar { pos, .. }
+            | WalkError::IoBar { pos, .. }
             | WalkError::RegionOverflow { pos }
             | WalkError::RegionPastBar { pos, .. }
             | WalkError::RegionTooShort { pos, .. }
@@ -360,7 +547,9 @@ impl<E> fmt::Display for WalkError<E> {
             WalkError::CapPastConfigSpace { pos, cap_len } => {
                 write!(f, " (cap at {pos:#04x}: cap_len {cap_len})")
             }
-            WalkError::BadBar { pos, bar } | WalkError::AbsentBar { pos, bar } => {
+            WalkError::BadBar { pos, bar }
+            | WalkError::AbsentBar { pos, bar }
+            | WalkError::IoBar { pos, bar } => {
                 write!(f, " (cap at {pos:#04x}: bar {bar})")
             }
             WalkError::RegionPastBar { pos, end, bar_size } => {
@@ -423,8 +612,12 @@ fn check_pointer<E>(from: u16, ptr: u8) -> Result<Option<u8>, WalkError<E>> {
     Ok(Some(ptr))
 }
 
-/// Reads and checks the structure of the virtio capability at `pos`.
-fn read_virtio_cap<C>(cfg: &C, pos: u8) -> Result<VirtioCapFields, WalkError<C::Error>>
+/// Reads and checks the structure of the virtio capability at `pos`; the
+/// inner error is a malformed structure, the outer one a failed read.
+fn read_virtio_cap<C>(
+    cfg: &C,
+    pos: u8,
+) -> Result<Result<VirtioCapFields, CapFault>, WalkError<C::Error>>
 where
     C: ConfigSpaceRead + ?Sized,
 {
@@ -435,11 +628,12 @@ where
     let cap_len = rd8(layout::VIRTIO_PCI_CAP_LEN)?;
     let cfg_type = rd8(layout::VIRTIO_PCI_CAP_CFG_TYPE)?;
     let min = layout::min_cap_len(cfg_type);
+    let fault = |error| Ok(Err(CapFault { cfg_type, error }));
     if cap_len < min {
-        return Err(WalkError::CapLenTooSmall { pos, cap_len, min });
+        return fault(WalkError::CapLenTooSmall { pos, cap_len, min });
     }
     if base + u16::from(cap_len) > layout::PCI_CFG_SPACE_SIZE {
-        return Err(WalkError::CapPastConfigSpace { pos, cap_len });
+        return fault(WalkError::CapPastConfigSpace { pos, cap_len });
     }
     let bar = rd8(layout::VIRTIO_PCI_CAP_BAR)?;
     let id = rd8(layout::VIRTIO_PCI_CAP_ID)?;
@@ -449,28 +643,29 @@ where
         offset |= u64::from(rd32(layout::VIRTIO_PCI_CAP64_OFFSET_HI)?) << 32;
         length |= u64::from(rd32(layout::VIRTIO_PCI_CAP64_LENGTH_HI)?) << 32;
     }
-    Ok(VirtioCapFields {
+    Ok(Ok(VirtioCapFields {
         cfg_type,
         cap_len,
         bar,
         id,
         offset,
         length,
-    })
+    }))
 }
 
 /// Checks the BAR region described by a virtio capability.
-fn check_region<E>(
-    pos: u8,
-    f: &VirtioCapFields,
-    bar_sizes: &[u64; layout::PCI_STD_NUM_BARS],
-) -> Result<(), WalkError<E>> {
-    let bar_size = match bar_sizes.get(usize::from(f.bar)) {
-        Some(&size) => size,
+fn check_region(pos: u8, f: &VirtioCapFields, bars: &Bars) -> Result<(), WalkError<Infallible>> {
+    let bar = match bars.get(usize::from(f.bar)) {
+        Some(&bar) => bar,
         None => return Err(WalkError::BadBar { pos, bar: f.bar }),
     };
+    let bar_size = bar.size;
     if bar_size == 0 {
         return Err(WalkError::AbsentBar { pos, bar: f.bar });
+    }
+    // Reading I/O ports through an MMIO mapping would fault.
+    if bar.kind == BarKind::Io {
+        return Err(WalkError::IoBar { pos, bar: f.bar });
     }
     // The 32-bit fields must not wrap in 32 bits; the 64-bit ones in 64.
     let limit = if f.cfg_type == layout::VIRTIO_PCI_CAP_SHARED_MEMORY_CFG {
@@ -508,18 +703,15 @@ fn check_region<E>(
 /// Walks the capability list of `cfg` and returns the validated virtio
 /// structures, calling `visit` for every capability found (for logging).
 ///
-/// `bar_sizes[i]` is the size of BAR `i`, 0 when absent (the upper half of a
-/// 64-bit BAR is absent; the caller reports the pair's size on the lower).
+/// `bars[i]` is the size and kind of BAR `i`; a region must lie in a memory
+/// BAR.
 ///
 /// A function without a capability list yields an empty [`VirtioCaps`]; use
-/// [`VirtioCaps::missing`] to check for the structures the driver needs.
-/// `visit` sees a capability after its structure is checked and before its
-/// region is, so the capability at fault in an error has been reported.
-pub fn walk<C, F>(
-    cfg: &C,
-    bar_sizes: &[u64; layout::PCI_STD_NUM_BARS],
-    mut visit: F,
-) -> Result<VirtioCaps, WalkError<C::Error>>
+/// [`VirtioCaps::missing`] to check for the structures the driver needs, and
+/// [`VirtioCaps::ignored`] for the malformed optional capabilities left out.
+/// `visit` sees a capability before its region is checked, so the capability
+/// at fault in an error has been reported.
+pub fn walk<C, F>(cfg: &C, bars: &Bars, mut visit: F) -> Result<VirtioCaps, WalkError<C::Error>>
 where
     C: ConfigSpaceRead + ?Sized,
     F: FnMut(&CapInfo),
@@ -536,6 +728,8 @@ where
     // One bit per dword of config space.
     let mut visited: u64 = 0;
     let mut count: usize = 0;
+    // Config-space offset of each stored region, in `VirtioCaps::regions` order.
+    let mut positions = [0u8; NUM_REGIONS];
 
     while let Some(pos) = next {
         let bit = 1u64 << (pos >> 2);
@@ -561,9 +755,12 @@ where
             visit(&CapInfo {
                 pos,
                 cap_id,
-                virtio: Some(fields),
+                virtio: fields.ok(),
             });
-            record_virtio_cap(cfg, &mut out, pos, &fields, bar_sizes)?;
+            match fields {
+                Ok(fields) => record_virtio_cap(cfg, &mut out, &mut positions, pos, &fields, bars)?,
+                Err(fault) => out.reject(fault)?,
+            }
         } else {
             if cap_id == layout::PCI_CAP_ID_MSIX && out.msix.is_none() {
                 out.msix = Some(pos);
@@ -581,14 +778,19 @@ where
     Ok(out)
 }
 
+/// Number of regions [`VirtioCaps`] stores.
+const NUM_REGIONS: usize = 6;
+
 /// Validates the region of a virtio capability and stores it if it is the
-/// first of its type.
+/// first valid one of its type; `positions` are the offsets of the
+/// capabilities of the stored regions.
 fn record_virtio_cap<C>(
     cfg: &C,
     out: &mut VirtioCaps,
+    positions: &mut [u8; NUM_REGIONS],
     pos: u8,
     f: &VirtioCapFields,
-    bar_sizes: &[u64; layout::PCI_STD_NUM_BARS],
+    bars: &Bars,
 ) -> Result<(), WalkError<C::Error>>
 where
     C: ConfigSpaceRead + ?Sized,
@@ -602,7 +804,12 @@ where
     if !is_bar_region(f.cfg_type) {
         return Ok(());
     }
-    check_region(pos, f, bar_sizes)?;
+    if let Err(error) = check_region(pos, f, bars) {
+        return out.reject(CapFault {
+            cfg_type: f.cfg_type,
+            error,
+        });
+    }
 
     let region = match (u32::try_from(f.offset), u32::try_from(f.length)) {
         (Ok(offset), Ok(length)) => CapRegion {
@@ -617,21 +824,41 @@ where
         // Later duplicates are validated but the first one wins.
         return Ok(());
     }
-    for (other_type, other) in out.regions() {
-        if let Some(other) = other {
-            if other_type != f.cfg_type && region.overlaps(&other) {
-                return Err(WalkError::Overlap {
+    for (i, (other_type, other)) in out.regions().into_iter().enumerate() {
+        let Some(other) = other else { continue };
+        if other_type == f.cfg_type || !region.overlaps(&other) {
+            continue;
+        }
+        if !is_essential(f.cfg_type) || is_essential(other_type) {
+            return out.reject(CapFault {
+                cfg_type: f.cfg_type,
+                error: WalkError::Overlap {
                     pos,
                     cfg_type: f.cfg_type,
                     other: other_type,
-                });
-            }
+                },
+            });
         }
+        // An essential structure displaces the optional one listed before it.
+        if let Some(slot) = out.slot(other_type) {
+            *slot = None;
+        }
+        out.reject(CapFault {
+            cfg_type: other_type,
+            error: WalkError::Overlap {
+                pos: positions[i],
+                cfg_type: other_type,
+                other: f.cfg_type,
+            },
+        })?;
     }
     if f.cfg_type == layout::VIRTIO_PCI_CAP_NOTIFY_CFG {
         out.notify_off_multiplier = cfg
             .read32(u16::from(pos) + layout::VIRTIO_PCI_NOTIFY_CAP_MULT)
             .map_err(WalkError::Read)?;
+    }
+    if let Some(i) = out.regions().iter().position(|&(t, _)| t == f.cfg_type) {
+        positions[i] = pos;
     }
     if let Some(slot) = out.slot(f.cfg_type) {
         *slot = Some(region);
@@ -640,12 +867,9 @@ where
 }
 
 /// [`walk`] without a visitor.
-pub fn find_virtio_caps<C>(
-    cfg: &C,
-    bar_sizes: &[u64; layout::PCI_STD_NUM_BARS],
-) -> Result<VirtioCaps, WalkError<C::Error>>
+pub fn find_virtio_caps<C>(cfg: &C, bars: &Bars) -> Result<VirtioCaps, WalkError<C::Error>>
 where
     C: ConfigSpaceRead + ?Sized,
 {
-    walk(cfg, bar_sizes, |_| {})
+    walk(cfg, bars, |_| {})
 }

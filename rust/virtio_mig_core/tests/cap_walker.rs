@@ -46,9 +46,23 @@ impl Cfg {
         self.bytes[p + 16..p + 20].copy_from_slice(&mult.to_le_bytes());
     }
 
+    /// Walks with memory BARs of the sizes `bars`.
     fn walk(&self, bars: &[u64; 6]) -> Result<VirtioCaps, WalkError<OutOfBounds>> {
+        self.walk_bars(&memory_bars(*bars))
+    }
+
+    fn walk_bars(&self, bars: &Bars) -> Result<VirtioCaps, WalkError<OutOfBounds>> {
         find_virtio_caps(&self.bytes[..], bars)
     }
+}
+
+/// The faults of the capabilities a walk left out.
+fn ignored(caps: &VirtioCaps) -> Vec<CapFault> {
+    caps.ignored().copied().collect()
+}
+
+fn fault(cfg_type: u8, error: WalkError<core::convert::Infallible>) -> CapFault {
+    CapFault { cfg_type, error }
 }
 
 const BARS: [u64; 6] = [0, 0, 0, 0, 0x8000, 0];
@@ -90,6 +104,8 @@ fn devsim_layout() {
     assert_eq!(caps.num_caps, 8);
     assert_eq!(caps.missing(&REQUIRED_MODERN), None);
     assert_eq!(caps.missing(&REQUIRED_MIGRATION), None);
+    assert_eq!(caps.num_ignored, 0);
+    assert_eq!(caps.ignored().count(), 0);
     assert_eq!(caps.queue_notify_offset(3, 2), Some(0x300c));
     assert_eq!(caps.queue_notify_offset(0x3ff, 4), Some(0x3ffc));
     assert_eq!(caps.queue_notify_offset(0x400, 2), None);
@@ -98,7 +114,7 @@ fn devsim_layout() {
 #[test]
 fn visitor_sees_every_cap() {
     let mut seen = Vec::new();
-    walk(&devsim().bytes[..], &BARS, |c: &CapInfo| {
+    walk(&devsim().bytes[..], &memory_bars(BARS), |c: &CapInfo| {
         seen.push((c.pos, c.cap_id, c.virtio.map(|v| v.cfg_type)))
     })
     .unwrap();
@@ -145,7 +161,7 @@ fn missing_structures_are_reported() {
 #[test]
 fn truncated_config_space() {
     let c = devsim();
-    let err = find_virtio_caps(&c.bytes[..0x80], &BARS).unwrap_err();
+    let err = find_virtio_caps(&c.bytes[..0x80], &memory_bars(BARS)).unwrap_err();
     assert_eq!(err, WalkError::Read(OutOfBounds));
     assert_eq!(err.reason(), "config space read failed");
 }
@@ -164,12 +180,22 @@ fn truncated_cap_runs_past_config_space() {
             cap_len: 16
         })
     ));
+    // A vendor capability is optional: left out, and the list goes on.
     let mut c = Cfg::new();
     c.vendor(0x40, VIRTIO_PCI_CAP_VENDOR_CFG, 0xff, 0, 0, 0);
-    assert!(matches!(
-        c.walk(&BARS),
-        Err(WalkError::CapPastConfigSpace { .. })
-    ));
+    c.vendor(0x50, VIRTIO_PCI_CAP_COMMON_CFG, 16, 4, 0, 0x38);
+    let caps = c.walk(&BARS).unwrap();
+    assert_eq!(caps.common, region(0, 0x38));
+    assert_eq!(
+        ignored(&caps),
+        [fault(
+            VIRTIO_PCI_CAP_VENDOR_CFG,
+            WalkError::CapPastConfigSpace {
+                pos: 0x40,
+                cap_len: 0xff
+            }
+        )]
+    );
 }
 
 #[test]
@@ -199,32 +225,54 @@ fn cap_len_too_small() {
 #[test]
 fn cap_past_bar() {
     let mut c = devsim();
-    c.bytes[0xa0 + 8..0xa0 + 12].copy_from_slice(&0x7ffcu32.to_le_bytes());
+    c.bytes[0x6c + 8..0x6c + 12].copy_from_slice(&0x7ffcu32.to_le_bytes());
     let err = c.walk(&BARS).unwrap_err();
     assert_eq!(
         err,
         WalkError::RegionPastBar {
-            pos: 0xa0,
-            end: 0x8004,
+            pos: 0x6c,
+            end: 0x8ffc,
             bar_size: 0x8000
         }
     );
-    assert_eq!(err.pos(), Some(0xa0));
+    assert_eq!(err.pos(), Some(0x6c));
+    // The device state structure is optional: migration goes, the rest stays.
+    let mut c = devsim();
+    c.bytes[0xa0 + 8..0xa0 + 12].copy_from_slice(&0x7ffcu32.to_le_bytes());
+    let caps = c.walk(&BARS).unwrap();
+    assert_eq!(caps.device_state, None);
+    assert_eq!(caps.missing(&REQUIRED_MIGRATION), Some(11));
+    assert_eq!(
+        ignored(&caps),
+        [fault(
+            11,
+            WalkError::RegionPastBar {
+                pos: 0xa0,
+                end: 0x8004,
+                bar_size: 0x8000
+            }
+        )]
+    );
 }
 
 #[test]
 fn region_too_short() {
     let mut c = devsim();
     c.bytes[0x90 + 12] = 16; // tracker needs 24
-    assert!(matches!(
-        c.walk(&BARS),
-        Err(WalkError::RegionTooShort {
-            pos: 0x90,
-            cfg_type: 10,
-            length: 16,
-            min: 24
-        })
-    ));
+    let caps = c.walk(&BARS).unwrap();
+    assert_eq!(caps.memory_track, None);
+    assert_eq!(
+        ignored(&caps),
+        [fault(
+            10,
+            WalkError::RegionTooShort {
+                pos: 0x90,
+                cfg_type: 10,
+                length: 16,
+                min: 24
+            }
+        )]
+    );
     let mut c = devsim();
     c.bytes[0x4c + 12] = 0x30; // common needs 0x38
     assert!(matches!(
@@ -279,15 +327,32 @@ fn bad_pointers() {
 #[test]
 fn overlap_between_types() {
     let mut c = devsim();
-    // Device state moved onto the tracker.
-    c.bytes[0xa0 + 8..0xa0 + 12].copy_from_slice(&0x4010u32.to_le_bytes());
+    // Notify moved onto the device cfg: both essential.
+    c.bytes[0x7c + 8..0x7c + 12].copy_from_slice(&0x2800u32.to_le_bytes());
     assert_eq!(
         c.walk(&BARS),
         Err(WalkError::Overlap {
-            pos: 0xa0,
-            cfg_type: 11,
-            other: 10
+            pos: 0x7c,
+            cfg_type: 2,
+            other: 4
         })
+    );
+    // Device state moved onto the tracker: the later one is left out.
+    let mut c = devsim();
+    c.bytes[0xa0 + 8..0xa0 + 12].copy_from_slice(&0x4010u32.to_le_bytes());
+    let caps = c.walk(&BARS).unwrap();
+    assert_eq!(caps.memory_track, region(0x4000, 24));
+    assert_eq!(caps.device_state, None);
+    assert_eq!(
+        ignored(&caps),
+        [fault(
+            11,
+            WalkError::Overlap {
+                pos: 0xa0,
+                cfg_type: 11,
+                other: 10
+            }
+        )]
     );
     // Same offsets in different BARs do not overlap.
     let mut c = devsim();
@@ -357,34 +422,219 @@ fn shared_memory_is_validated_in_64_bits() {
     let mut c = devsim();
     c.vendor(0xc4, VIRTIO_PCI_CAP_SHARED_MEMORY_CFG, 24, 2, 0, 0x1000);
     c.bytes[0xc4 + 20] = 1; // length_hi: 4 GiB + 4 KiB
-    let err = c.walk(&[0, 0, 1 << 32, 0, 0x8000, 0]).unwrap_err();
-    assert!(matches!(err, WalkError::RegionPastBar { pos: 0xc4, .. }));
-    assert!(c.walk(&[0, 0, 2 << 32, 0, 0x8000, 0]).is_ok());
-    c.bytes[0xc4 + 2] = 20;
+    let caps = c.walk(&[0, 0, 1 << 32, 0, 0x8000, 0]).unwrap();
     assert!(matches!(
-        c.walk(&[0, 0, 2 << 32, 0, 0x8000, 0]),
-        Err(WalkError::CapLenTooSmall { min: 24, .. })
+        ignored(&caps)[..],
+        [CapFault {
+            cfg_type: 8,
+            error: WalkError::RegionPastBar { pos: 0xc4, .. }
+        }]
+    ));
+    let caps = c.walk(&[0, 0, 2 << 32, 0, 0x8000, 0]).unwrap();
+    assert_eq!(caps.num_ignored, 0);
+    c.bytes[0xc4 + 2] = 20;
+    let caps = c.walk(&[0, 0, 2 << 32, 0, 0x8000, 0]).unwrap();
+    assert!(matches!(
+        ignored(&caps)[..],
+        [CapFault {
+            error: WalkError::CapLenTooSmall { min: 24, .. },
+            ..
+        }]
     ));
 }
 
 #[test]
 fn display_messages() {
     let mut c = devsim();
-    c.bytes[0x90 + 12] = 16;
+    c.bytes[0x4c + 12] = 0x30;
     let msg = c.walk(&BARS).unwrap_err().to_string();
     assert_eq!(
         msg,
-        "region too short for cfg_type (cap at 0x90, memory-track: length 0x10 < 0x18)"
+        "region too short for cfg_type (cap at 0x4c, common: length 0x30 < 0x38)"
+    );
+    let mut c = devsim();
+    c.bytes[0x90 + 12] = 16;
+    let caps = c.walk(&BARS).unwrap();
+    let msg = caps.ignored().next().unwrap().to_string();
+    assert_eq!(
+        msg,
+        "memory-track capability: region too short for cfg_type \
+         (cap at 0x90, memory-track: length 0x10 < 0x18)"
+    );
+    let mut c = devsim();
+    c.bytes[0x90 + 4] = 1;
+    let bars = [
+        Bar::ABSENT,
+        Bar::io(0x40),
+        Bar::ABSENT,
+        Bar::ABSENT,
+        Bar::memory(0x8000),
+        Bar::ABSENT,
+    ];
+    let caps = c.walk_bars(&bars).unwrap();
+    let msg = caps.ignored().next().unwrap().to_string();
+    assert_eq!(
+        msg,
+        "memory-track capability: bar is an i/o port bar (cap at 0x90: bar 1)"
     );
 }
 
+#[test]
+fn io_bar_is_not_a_region() {
+    let mut bars = memory_bars(BARS);
+    bars[4].kind = BarKind::Io;
+    assert_eq!(
+        devsim().walk_bars(&bars),
+        Err(WalkError::IoBar { pos: 0x4c, bar: 4 })
+    );
+    // The tracker alone in an I/O BAR: dirty tracking goes, nothing else.
+    let mut c = devsim();
+    c.bytes[0x90 + 4] = 2;
+    c.bytes[0x90 + 8..0x90 + 12].copy_from_slice(&0u32.to_le_bytes());
+    let mut bars = memory_bars(BARS);
+    bars[2] = Bar::io(0x100);
+    let caps = c.walk_bars(&bars).unwrap();
+    assert_eq!(caps.memory_track, None);
+    assert_eq!(caps.device_state, region(0x5000, 8));
+    assert_eq!(
+        ignored(&caps),
+        [fault(10, WalkError::IoBar { pos: 0x90, bar: 2 })]
+    );
+    // The same in a memory BAR of that size is fine.
+    bars[2] = Bar::memory(0x100);
+    let caps = c.walk_bars(&bars).unwrap();
+    assert_eq!(
+        caps.memory_track,
+        Some(CapRegion {
+            bar: 2,
+            offset: 0,
+            length: 24
+        })
+    );
+}
+
+#[test]
+fn malformed_tracker_is_left_out() {
+    // cap_len too small, misaligned, past its BAR, absent BAR.
+    let breakages: [(usize, u8); 4] = [(2, 8), (8, 4), (10, 1), (4, 3)];
+    for (at, value) in breakages {
+        let mut c = devsim();
+        c.bytes[0x90 + at] = value;
+        let caps = c.walk(&BARS).unwrap();
+        assert_eq!(caps.memory_track, None, "byte {at} = {value}");
+        assert_eq!(caps.missing(&REQUIRED_MODERN), None);
+        assert_eq!(caps.device_state, region(0x5000, 8));
+        assert_eq!(caps.common, region(0, 0x38));
+        assert_eq!(caps.num_caps, 8);
+        let faults = ignored(&caps);
+        assert_eq!(faults.len(), 1);
+        assert_eq!(faults[0].cfg_type, VIRTIO_PCI_CAP_MEMORY_TRACK_CFG);
+        assert_eq!(faults[0].error.pos(), Some(0x90));
+        assert_eq!(caps.num_ignored, 1);
+    }
+}
+
+#[test]
+fn malformed_device_state_is_left_out() {
+    let mut c = devsim();
+    c.bytes[0xa0 + 2] = 4;
+    let caps = c.walk(&BARS).unwrap();
+    assert_eq!(caps.device_state, None);
+    assert_eq!(caps.missing(&REQUIRED_MIGRATION), Some(11));
+    assert_eq!(caps.memory_track, region(0x4000, 24));
+    assert_eq!(
+        ignored(&caps),
+        [fault(
+            11,
+            WalkError::CapLenTooSmall {
+                pos: 0xa0,
+                cap_len: 4,
+                min: 16
+            }
+        )]
+    );
+}
+
+#[test]
+fn malformed_essential_structures_fail_the_walk() {
+    // Each of common, ISR, device cfg and notify with a cap_len too small.
+    for pos in [0x4c, 0x5c, 0x6c, 0x7c] {
+        let mut c = devsim();
+        c.bytes[pos + 2] = 8;
+        let err = c.walk(&BARS).unwrap_err();
+        assert!(
+            matches!(err, WalkError::CapLenTooSmall { cap_len: 8, .. }),
+            "cap at {pos:#x}: {err:?}"
+        );
+        assert_eq!(err.pos().map(usize::from), Some(pos));
+    }
+    // A misaligned common cfg.
+    let mut c = devsim();
+    c.bytes[0x4c + 8] = 2;
+    assert!(matches!(
+        c.walk(&BARS),
+        Err(WalkError::RegionMisaligned { pos: 0x4c, .. })
+    ));
+    for t in [1, 2, 3, 4] {
+        assert!(is_essential(t));
+    }
+    for t in [5, 8, 9, 10, 11, 0, 12, 0xff] {
+        assert!(!is_essential(t));
+    }
+}
+
+#[test]
+fn essential_structure_displaces_optional_one() {
+    let mut c = Cfg::new();
+    c.vendor(0x40, VIRTIO_PCI_CAP_MEMORY_TRACK_CFG, 16, 4, 0, 24);
+    c.vendor(0x50, VIRTIO_PCI_CAP_COMMON_CFG, 16, 4, 0, 0x38);
+    let caps = c.walk(&BARS).unwrap();
+    assert_eq!(caps.common, region(0, 0x38));
+    assert_eq!(caps.memory_track, None);
+    assert_eq!(
+        ignored(&caps),
+        [fault(
+            10,
+            WalkError::Overlap {
+                pos: 0x40,
+                cfg_type: 10,
+                other: 1
+            }
+        )]
+    );
+}
+
+#[test]
+fn a_later_valid_tracker_replaces_a_malformed_one() {
+    let mut c = devsim();
+    c.bytes[0x90 + 12] = 16;
+    c.vendor(0xc4, VIRTIO_PCI_CAP_MEMORY_TRACK_CFG, 16, 4, 0x6000, 24);
+    let caps = c.walk(&BARS).unwrap();
+    assert_eq!(caps.memory_track, region(0x6000, 24));
+    assert_eq!(caps.num_ignored, 1);
+}
+
+#[test]
+fn ignored_faults_are_bounded() {
+    let mut c = devsim();
+    for i in 0..10u8 {
+        c.vendor(0xc4 + 4 * i, VIRTIO_PCI_CAP_VENDOR_CFG, 4, 0, 0, 0);
+    }
+    let caps = c.walk(&BARS).unwrap();
+    assert_eq!(caps.num_ignored, 10);
+    assert_eq!(caps.ignored().count(), MAX_IGNORED);
+    assert_eq!(caps.ignored().next().unwrap().error.pos(), Some(0xc4));
+}
+
 /// Checks the guarantees of an accepted layout.
-fn check_accepted(caps: &VirtioCaps, bars: &[u64; 6]) {
+fn check_accepted(caps: &VirtioCaps, bars: &Bars) {
     let regions = caps.regions();
     for (t, r) in regions {
         let Some(r) = r else { continue };
         assert!(r.bar < 6);
-        let size = bars[r.bar as usize];
+        let bar = bars[r.bar as usize];
+        assert_eq!(bar.kind, BarKind::Memory);
+        let size = bar.size;
         assert!(size > 0);
         assert!(r.end() <= size);
         assert!(r.length >= min_region_len(t).unwrap());
@@ -409,6 +659,20 @@ fn check_accepted(caps: &VirtioCaps, bars: &[u64; 6]) {
     if let Some(p) = caps.msix {
         assert!(p >= 0x40 && p % 4 == 0);
     }
+    assert_eq!(
+        caps.ignored().count(),
+        usize::from(caps.num_ignored).min(MAX_IGNORED)
+    );
+    for f in caps.ignored() {
+        assert!(!is_essential(f.cfg_type));
+        assert!(f.error.pos().is_some());
+    }
+}
+
+/// BARs of arbitrary sizes, some of them I/O.
+fn any_bars() -> impl Strategy<Value = Bars> {
+    any::<[(u64, bool); 6]>()
+        .prop_map(|b| b.map(|(size, io)| if io { Bar::io(size) } else { Bar::memory(size) }))
 }
 
 /// A generated capability for the structured proptest.
@@ -464,7 +728,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(
         bytes in proptest::collection::vec(any::<u8>(), 0..300),
-        bars in any::<[u64; 6]>(),
+        bars in any_bars(),
         force in any::<bool>(),
     ) {
         let mut bytes = bytes;
@@ -483,7 +747,7 @@ proptest! {
     #[test]
     fn structured_lists(
         list in proptest::collection::vec(gen_cap(), 0..12),
-        bars in prop_oneof![Just([0, 0, 0, 0, 0x8000, 0]), any::<[u64; 6]>()],
+        bars in prop_oneof![Just(memory_bars([0, 0, 0, 0, 0x8000, 0])), any_bars()],
         stride in prop_oneof![Just(0x14u8), Just(0x18), Just(0x10)],
     ) {
         let mut c = Cfg::new();
@@ -511,7 +775,7 @@ proptest! {
             // The next pointer is written last by `link`, so restore it.
             c.bytes[p] = g.id;
         }
-        if let Ok(caps) = c.walk(&bars) {
+        if let Ok(caps) = c.walk_bars(&bars) {
             check_accepted(&caps, &bars);
         }
     }

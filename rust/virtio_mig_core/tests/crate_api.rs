@@ -5,7 +5,7 @@ use virtio_mig_core as vmig;
 
 #[test]
 fn every_module_works_through_the_crate_root() {
-    let bars = [0u64; 6];
+    let bars = vmig::cap_walker::memory_bars([0; 6]);
     let cfg = [0u8; 256];
     let caps = vmig::cap_walker::find_virtio_caps(&cfg[..], &bars).unwrap();
     assert_eq!(caps.common, None);

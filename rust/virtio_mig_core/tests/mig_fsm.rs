@@ -208,6 +208,57 @@ fn known_multi_step_paths() {
     assert_eq!(path(PreCopy, StopCopy, no_p2p), [PreCopy, StopCopy]);
 }
 
+/// The states `next_step` walks through from `from` to `to`, both included.
+fn walk(from: State, to: State, flags: Flags) -> Result<Vec<State>, FsmError> {
+    let mut path = vec![from];
+    let mut cur = from;
+    while cur != to {
+        cur = next_step(cur, to, flags)?;
+        path.push(cur);
+        assert!(path.len() <= NUM_STATES, "{from} -> {to} loops: {path:?}");
+    }
+    Ok(path)
+}
+
+/// The uAPI's "saving group": the states that share one data transfer session.
+fn saving_group(s: State) -> bool {
+    matches!(s, PreCopy | PreCopyP2p | StopCopy)
+}
+
+// vfio.h: "The path cannot have saving group states as interior arcs, only starting/end
+// states": an interior one would open or end a data session the user never gets, and so
+// would an interior RESUMING. A path wholly inside the group keeps its one session
+// (PRE_COPY -> PRE_COPY_P2P -> STOP_COPY).
+#[test]
+fn paths_pass_no_saving_or_resuming_state() {
+    for flags in FLAG_SETS {
+        for from in supported(flags) {
+            for to in supported(flags) {
+                let path = match walk(from, to, flags) {
+                    Ok(path) => path,
+                    Err(e) => {
+                        assert!(blocked(from, to), "{from} -> {to} with {flags:?}: {e}");
+                        continue;
+                    }
+                };
+                let within_group = path.iter().all(|&s| saving_group(s));
+                for &s in path.iter().skip(1).take(path.len().saturating_sub(2)) {
+                    assert_ne!(s, Resuming, "{from} -> {to} with {flags:?}: {path:?}");
+                    assert!(
+                        !saving_group(s) || within_group,
+                        "{from} -> {to} with {flags:?} passes {s}: {path:?}"
+                    );
+                }
+                // ERROR is never a step: a refused or failed arc is an error instead.
+                assert!(
+                    !path.contains(&Error),
+                    "{from} -> {to} with {flags:?}: {path:?}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn error_is_terminal_except_reset() {
     for flags in FLAG_SETS {

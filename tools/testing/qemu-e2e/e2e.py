@@ -51,6 +51,10 @@ STATS_DIR = os.path.join(CACHE_DIR, "build/devsim-stats")
 RESULTS_DIR = os.path.join(CACHE_DIR, "build/results")
 RUN_DIR = "/run/qemu-e2e"
 # The guest scripts' helpers: which functions are the device model's, and binding them.
+# L2 is the workload, not the kernel under test: its KUnit suites are off there (under nested
+# TCG they cost minutes of boot).
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "l2/cmdline")) as f:
+    L2_CMDLINE = f.read().strip()
 GUEST_LIB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../vm/guest/lib.sh")
 DRIVER = "virtio_vfio_mig"
 QEMU = "qemu-system-x86_64"
@@ -159,8 +163,7 @@ class Qemu:
         cmd = [QEMU, "-accel", "tcg", "-M", "q35", "-m", f"{memory_mib}M", "-smp", "1",
                "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
                "-kernel", BZIMAGE, "-initrd", INITRAMFS,
-               "-append", "console=ttyS0 loglevel=1 panic=-1 kunit.enable=0 "
-               f"blkcheck_args=--blocks={BLKCHECK_BLOCKS}",
+               "-append", f"{L2_CMDLINE} blkcheck_args=--blocks={BLKCHECK_BLOCKS}",
                "-chardev", f"socket,id=con,path={self.console.sock},server=on,wait=off,"
                f"logfile={self.console.logfile}",
                "-serial", "chardev:con",
@@ -221,6 +224,9 @@ class Suite:
         self.file = open(os.path.join(RESULTS_DIR, f"e2e-{name}.tap"), "w")
         self.out(f"@@suite e2e-{name}")
         self.out("TAP version 13")
+        # This guest's kernel log so far: what it reports during the suite fails the suite.
+        self.dmesg_lines = len(subprocess.run(["dmesg"], capture_output=True,
+                                              text=True).stdout.splitlines())
 
     def out(self, line):
         print(line, flush=True)
@@ -238,6 +244,9 @@ class Suite:
         return ok
 
     def end(self):
+        reports = guest_lib(f"kernel_reports {self.dmesg_lines}").stdout.strip()
+        self.check(not reports, "the test VM's kernel reported nothing while the suite ran",
+                   reports)
         self.out(f"1..{self.n}")
         self.out(f"@@end e2e-{self.name} rc={1 if self.failed else 0}")
         self.file.close()

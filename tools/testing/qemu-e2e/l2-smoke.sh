@@ -55,7 +55,7 @@ truncate -s 64M "$DISK"
 start=$SECONDS
 qemu-system-x86_64 -accel tcg -M q35 -m 256M -nographic -no-reboot -nodefaults \
 	-kernel "$KERNEL" -initrd "$INITRAMFS" \
-	-append "console=ttyS0 loglevel=1 panic=-1 blkcheck_args=--blocks=$BLOCKS" \
+	-append "$(cat "$E2E_DIR/l2/cmdline") blkcheck_args=--blocks=$BLOCKS" \
 	-drive "file=$DISK,if=none,id=d0,format=raw,cache=none" \
 	-device virtio-blk-pci,drive=d0 \
 	-chardev "socket,id=s0,path=$CTL,server=on,wait=off,logfile=$LOG" -serial chardev:s0 \

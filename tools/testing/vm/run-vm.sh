@@ -15,6 +15,7 @@
 # --shared-disk  every instance serves the same disk image, as migration source and
 #                destination do on shared storage.
 # --devsim-args-for I "ARGS"  extra options for instance I only (after --devsim-args).
+# --kernel-variant NAME  boot the kernel kernel-build.sh --variant NAME built (kout-NAME).
 # The guest's verdict is the exit status; a guest that outlives the timeout is killed and
 # reported as a failure (exit 124).
 
@@ -38,6 +39,7 @@ while [ $# -gt 0 ]; do
 	--devices) DEVICES=$2; shift ;;
 	--shared-disk) shared_disk=1 ;;
 	--devsim-args-for) instance_args[$2]=$3; shift 2 ;;
+	--kernel-variant) KOUT=$CACHE_DIR/build/kout-$2; shift ;;
 	--) shift; break ;;
 	*) die "unknown option $1" ;;
 	esac

@@ -5,7 +5,8 @@
 Understands cargo test summaries and the TAP/KTAP the VM run prints between
 "@@suite NAME" and "@@end NAME" markers. A suite that started but never
 ended (guest crash, timeout), or a log with no result at all, counts as a
-failure: silence never passes.
+failure: silence never passes. A suite that only skipped (every case
+skipped, or a "1..0 # SKIP" plan) counts as skipped: it never passes.
 
 With --results DIR, the guest's per-suite files (DIR/NAME.tap) replace what
 the console showed of the same suite: the console can drop output.
@@ -16,18 +17,30 @@ import os
 import re
 import sys
 
-CARGO = re.compile(r"^test result: \w+\. (\d+) passed; (\d+) failed")
+CARGO = re.compile(r"^test result: \w+\. (\d+) passed; (\d+) failed(?:; (\d+) ignored)?")
 TAP = re.compile(r"^(\s*)(not ok|ok) \d+(?: -)? ?(.*)$")
 SKIP = re.compile(r"#\s*SKIP", re.IGNORECASE)
+# ksft_exit_skip() before any test: an empty plan, and exit status KSFT_SKIP.
+SKIP_PLAN = re.compile(r"^\s*1\.\.0\s*#\s*SKIP", re.IGNORECASE)
+KSFT_SKIP = 4
 
 
 def tap_counts(lines):
-    """Count leaf results: KUnit nests cases one level below their suite line."""
+    """Count leaf results. KTAP prints a parent's line after its children, so a line
+    below a deeper one sums those; a skipped KUnit suite has no children and counts."""
     passed = failed = skipped = 0
-    deepest = max((len(m.group(1)) for m in map(TAP.match, lines) if m), default=0)
+    prev = None
     for line in lines:
+        if SKIP_PLAN.match(line):
+            skipped += 1
+            continue
         m = TAP.match(line)
-        if not m or len(m.group(1)) != deepest:
+        if not m:
+            continue
+        depth = len(m.group(1))
+        parent = prev is not None and prev > depth
+        prev = depth
+        if parent:
             continue
         if SKIP.search(m.group(3)):
             skipped += 1
@@ -46,7 +59,8 @@ def summarize(path):
     cargo = [m for m in cargo if m]
     if cargo:
         results.append((path, sum(int(m.group(1)) for m in cargo),
-                        sum(int(m.group(2)) for m in cargo), 0))
+                        sum(int(m.group(2)) for m in cargo),
+                        sum(int(m.group(3) or 0) for m in cargo)))
     suite, body = None, []
     for line in lines:
         start = re.match(r"^@@suite (\S+)", line)
@@ -57,7 +71,9 @@ def summarize(path):
             suite, body = start.group(1), []
         elif end and suite:
             p, f, s = tap_counts(body)
-            if int(end.group(2)) != 0 and f == 0:
+            rc = int(end.group(2))
+            # A kselftest that skipped exits KSFT_SKIP: not a failure when it said so.
+            if rc != 0 and f == 0 and not (rc == KSFT_SKIP and s):
                 f = 1  # the suite failed without a failing TAP line
             if p + f + s == 0:
                 f = 1  # a suite that reported nothing failed

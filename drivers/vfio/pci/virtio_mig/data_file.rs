@@ -54,10 +54,17 @@ struct Saving {
 }
 
 /// A saving stream, shared by its file and the device until the device leaves the arc.
+///
+/// `inner` is never held across a copy to userspace: the reset path takes it under
+/// `vfio_pci_core`'s `memory_lock`, and a user buffer on the device's own BAR mapping faults
+/// while holding `mmap_lock` into `memory_lock`. Readers are serialized by `reader` instead,
+/// which only the file takes.
 #[pin_data]
 pub(crate) struct SavingStream {
     #[pin]
     inner: Mutex<Saving>,
+    #[pin]
+    reader: Mutex<()>,
 }
 
 impl SavingStream {
@@ -73,6 +80,7 @@ impl SavingStream {
                     complete: false,
                     closed: false,
                 }),
+                reader <- new_mutex!(()),
             }),
             GFP_KERNEL,
         )?;
@@ -125,23 +133,31 @@ struct SavingFile {
 #[vtable]
 impl DataFile for SavingFile {
     fn read(this: Pin<&Self>, out: &mut UserSliceWriter) -> Result<usize> {
-        let mut s = this.stream.inner.lock();
-        if s.closed {
-            return Err(ENODEV);
-        }
-        let pending = s.data.get(s.pos..).unwrap_or(&[]);
-        if pending.is_empty() {
-            // A temporary end in pre-copy; a permanent one once the final frame was read.
-            return if s.precopy && !s.complete {
-                Err(ENOMSG)
-            } else {
-                Ok(0)
-            };
-        }
-        let n = pending.len().min(out.len());
-        out.write_slice(&pending[..n])?;
-        s.pos += n;
-        Ok(n)
+        let stream = &this.stream;
+        // Only readers move `pos`: it cannot change while this one holds `reader`.
+        let _reader = stream.reader.lock();
+        let (chunk, pos) = {
+            let s = stream.inner.lock();
+            if s.closed {
+                return Err(ENODEV);
+            }
+            let pending = s.data.get(s.pos..).unwrap_or(&[]);
+            if pending.is_empty() {
+                // A temporary end in pre-copy; a permanent one once the final frame was read.
+                return if s.precopy && !s.complete {
+                    Err(ENOMSG)
+                } else {
+                    Ok(0)
+                };
+            }
+            let n = pending.len().min(out.len());
+            let mut chunk = KVec::with_capacity(n, GFP_KERNEL)?;
+            chunk.extend_from_slice(&pending[..n], GFP_KERNEL)?;
+            (chunk, s.pos)
+        };
+        out.write_slice(&chunk)?;
+        stream.inner.lock().pos = pos + chunk.len();
+        Ok(chunk.len())
     }
 
     fn precopy_info(this: Pin<&Self>) -> Result<PrecopyInfo> {
@@ -199,10 +215,15 @@ impl Resuming {
 }
 
 /// A resuming stream, shared by its file and the device until the device leaves RESUMING.
+///
+/// As for [`SavingStream`], `inner` is never held across a copy from userspace; writers are
+/// serialized by `writer`.
 #[pin_data]
 pub(crate) struct ResumingStream {
     #[pin]
     inner: Mutex<Resuming>,
+    #[pin]
+    writer: Mutex<()>,
     /// The destination device, for messages.
     pdev: ARef<pci::Device>,
     /// The destination's identity, which the stream's must be compatible with.
@@ -223,6 +244,7 @@ impl ResumingStream {
                     closed: false,
                     identity_checked: false,
                 }),
+                writer <- new_mutex!(()),
                 pdev,
                 identity,
             }),
@@ -257,21 +279,29 @@ struct ResumingFile {
 #[vtable]
 impl DataFile for ResumingFile {
     fn write(this: Pin<&Self>, input: &mut UserSliceReader) -> Result<usize> {
-        let mut s = this.stream.inner.lock();
+        let stream = &this.stream;
+        // Only writers grow `data`: its length cannot change while this one holds `writer`.
+        let _writer = stream.writer.lock();
+        let n = input.len();
+        {
+            let s = stream.inner.lock();
+            if s.closed {
+                return Err(ENODEV);
+            }
+            if n > MAX_RESUME_LEN - s.data.len() {
+                return Err(EFBIG);
+            }
+        }
+        let mut chunk = KVec::new();
+        chunk.extend_with(n, 0, GFP_KERNEL)?;
+        input.read_slice(&mut chunk)?;
+        let mut s = stream.inner.lock();
         if s.closed {
             return Err(ENODEV);
         }
-        let n = input.len();
         let start = s.data.len();
-        if n > MAX_RESUME_LEN - start {
-            return Err(EFBIG);
-        }
-        s.data.extend_with(n, 0, GFP_KERNEL)?;
-        let stream = &this.stream;
-        let result = input
-            .read_slice(&mut s.data[start..])
-            .and_then(|()| s.check_first_frame(&stream.pdev, &stream.identity));
-        if let Err(e) = result {
+        s.data.extend_from_slice(&chunk, GFP_KERNEL)?;
+        if let Err(e) = s.check_first_frame(&stream.pdev, &stream.identity) {
             // A refused write adds nothing to the stream.
             s.data.truncate(start);
             return Err(e);

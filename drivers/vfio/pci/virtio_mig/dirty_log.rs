@@ -140,10 +140,22 @@ fn arm(tracker: &TrackerCfg<'_>, bitmap: &DeviceDirtyBitmap, gra_power: u8) -> R
     // The device may raise the granularity, never lower it.
     let actual = tracker.gra_power()?;
     if actual < gra_power || tracker.enable()? != 1 {
-        tracker.set_enable(false)?;
         return Err(EIO);
     }
     Ok(MIN_PAGE_SHIFT + u32::from(actual))
+}
+
+fn stop_timeout() -> Delta {
+    Delta::from_millis(i64::from(crate::module_parameters::stop_timeout_ms.value()))
+}
+
+/// Stops the tracker and frees `bitmap`, or keeps it for good when the device does not confirm
+/// that it stopped: a device may never write freed memory.
+fn release_bitmap(dev: &Tracker<'_>, bitmap: DeviceDirtyBitmap) {
+    if disarm(&dev.cfg, stop_timeout()).is_err() {
+        dev_err!(dev.pdev, "the tracker did not stop; keeping its bitmap\n");
+        core::mem::forget(bitmap);
+    }
 }
 
 /// Disables the tracker and waits, bounded, until the device confirms it.
@@ -185,6 +197,11 @@ impl LogBackend for DirtyLog {
         let mut tracked = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
         let mut end = 0u64;
         for r in ranges.iter() {
+            // The VFIO core hands an empty range over as [iova, iova - 1].
+            if r.last < r.start {
+                dev_dbg!(pdev, "dirty logging: empty range at {:#x}\n", r.start);
+                return Err(EINVAL);
+            }
             end = end.max(r.last.checked_add(1).ok_or(EINVAL)?);
             tracked.push(
                 TrackedRange {
@@ -218,9 +235,16 @@ impl LogBackend for DirtyLog {
             }
         };
         let gra_power = u8::try_from(gra_shift - MIN_PAGE_SHIFT)?;
-        let gra_shift = arm(&dev.cfg, &bitmap, gra_power).inspect_err(|_| {
-            dev_err!(pdev, "the tracker did not accept gra_power {}\n", gra_power);
-        })?;
+        let gra_shift = match arm(&dev.cfg, &bitmap, gra_power) {
+            Ok(shift) => shift,
+            Err(e) => {
+                dev_err!(pdev, "the tracker did not accept gra_power {}\n", gra_power);
+                // It may have been enabled on the way: free the bitmap only once the device
+                // confirms it stopped writing it.
+                release_bitmap(dev, bitmap);
+                return Err(e);
+            }
+        };
         // Honest granularity: a coarser device page marks every user page it covers.
         *page_size = 1u64 << gra_shift.max(page_shift);
         *self.reset_pending.lock() = false;
@@ -246,9 +270,7 @@ impl LogBackend for DirtyLog {
         let Some(s) = session.take() else {
             return Ok(());
         };
-        let timeout =
-            Delta::from_millis(i64::from(crate::module_parameters::stop_timeout_ms.value()));
-        if let Err(e) = disarm(&dev.cfg, timeout) {
+        if let Err(e) = disarm(&dev.cfg, stop_timeout()) {
             // The device may still write the bitmap: it must never be freed.
             dev_err!(
                 dev.pdev,
@@ -280,15 +302,6 @@ impl LogBackend for DirtyLog {
             .checked_sub(1)
             .and_then(|l| iova.checked_add(l))
             .ok_or(EINVAL)?;
-        if !covered(&session.ranges, iova, last) {
-            dev_dbg!(
-                pdev,
-                "report of [{:#x}, {:#x}] outside the logged ranges\n",
-                iova,
-                last
-            );
-            return Err(EINVAL);
-        }
         let tracker = &dev.cfg;
         let reset = core::mem::replace(&mut *self.reset_pending.lock(), false);
         let expected_power = u8::try_from(session.gra_shift - MIN_PAGE_SHIFT)?;
@@ -311,6 +324,8 @@ impl LogBackend for DirtyLog {
             gra_shift: session.gra_shift,
         };
         let mut out = UserBitmap(dirty);
+        // Memory no logged range covers (added after START, say) was never tracked.
+        report_uncovered(&session.ranges, iova, last, &mut out);
         for r in session.ranges.iter_mut().filter(|r| r.report_all) {
             let (start, end) = (r.start.max(iova), r.last.min(last));
             if start <= end {
@@ -345,16 +360,26 @@ impl LogBackend for DirtyLog {
     }
 }
 
-/// Whether `[iova, last]` lies within the union of the sorted, disjoint `ranges`.
-fn covered(ranges: &[TrackedRange], iova: u64, last: u64) -> bool {
+/// Marks dirty the parts of `[iova, last]` that none of the sorted, disjoint `ranges` covers.
+fn report_uncovered(ranges: &[TrackedRange], iova: u64, last: u64, out: &mut impl DirtySink) {
     let mut next = iova;
     for r in ranges {
-        if r.start <= next && next <= r.last {
-            if last <= r.last {
-                return true;
-            }
-            next = r.last + 1;
+        if r.last < next {
+            continue;
+        }
+        if r.start > last {
+            break;
+        }
+        if r.start > next {
+            out.set_range(next, r.start - next);
+        }
+        match r.last.checked_add(1) {
+            Some(after) => next = after,
+            None => return,
+        }
+        if next > last {
+            return;
         }
     }
-    false
+    out.set_range(next, last - next + 1);
 }

@@ -35,6 +35,8 @@ use kernel::{
     },
 };
 
+use virtio_mig_core::device_config;
+
 use crate::{
     dirty_log::{
         DirtyLog,
@@ -87,6 +89,11 @@ fn discover(pdev: &pci::Device<Core<'_>>) -> Result<Capabilities> {
         return Err(ENODEV);
     }
     let caps = Capabilities::discover(pdev)?;
+    // A malformed optional capability costs only its facility: no migration without the device
+    // state capability, no dirty logging without the tracker.
+    for fault in caps.ignored() {
+        dev_warn!(pdev, "ignoring malformed {}\n", fault);
+    }
     let presence = |found: bool| if found { "present" } else { "absent" };
     dev_info!(
         pdev,
@@ -98,13 +105,27 @@ fn discover(pdev: &pci::Device<Core<'_>>) -> Result<Capabilities> {
     Ok(caps)
 }
 
-/// Migration needs the device state capability; with it the device supports every state.
-fn migration_flags(caps: &Capabilities) -> Flags {
-    if caps.device_state().is_some() {
-        Flags::ALL
-    } else {
-        Flags::NONE
+/// Device types whose whole state is the transport and ring state the stream carries. A
+/// network device, for one, also has control-queue state (filters, RSS, offloads) that would
+/// be lost silently.
+const MIGRATABLE_DEVICE_TYPES: [u16; 1] = [device_config::VIRTIO_ID_BLOCK as u16];
+
+/// Migration needs the device state capability and a device type whose state it captures;
+/// with both the device supports every state.
+fn migration_flags(pdev: &pci::Device<Core<'_>>, caps: &Capabilities) -> Flags {
+    let device_type = pdev.device_id().saturating_sub(MODERN_DEVICE_ID_BASE);
+    if caps.device_state().is_none() {
+        return Flags::NONE;
     }
+    if !MIGRATABLE_DEVICE_TYPES.contains(&device_type) {
+        dev_info!(
+            pdev,
+            "migration not offered: the state of virtio device type {} is not captured\n",
+            device_type
+        );
+        return Flags::NONE;
+    }
+    Flags::ALL
 }
 
 kernel::pci_device_table!(
@@ -130,7 +151,7 @@ impl Driver for VirtioVfioMig {
     ) -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             caps: discover(pdev)?,
-            migration <- Migration::new(migration_flags(caps)),
+            migration <- Migration::new(migration_flags(pdev, caps)),
             dirty_log <- DirtyLog::new(),
         })
     }

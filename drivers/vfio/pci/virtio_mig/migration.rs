@@ -401,6 +401,7 @@ fn validate<'a>(
     identity: &DeviceIdentity,
 ) -> Result<Frame<'a>> {
     let mut rest = data;
+    let mut precopy_frames = 0;
     loop {
         let frame = match FrameHeader::peek(rest).and_then(|_| Frame::parse(rest)) {
             Ok(frame) => frame,
@@ -438,6 +439,15 @@ fn validate<'a>(
         }
         if rest.is_empty() {
             dev_err!(pdev, "rejecting migration stream: it has no final frame\n");
+            return Err(EINVAL);
+        }
+        // A source sends its pre-copy frame once, when it enters PRE_COPY.
+        precopy_frames += 1;
+        if precopy_frames > 1 {
+            dev_err!(
+                pdev,
+                "rejecting migration stream: more than one pre-copy frame\n"
+            );
             return Err(EINVAL);
         }
     }

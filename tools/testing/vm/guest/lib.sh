@@ -28,17 +28,66 @@ bind_driver() {
 # directory does not. The host clears it before a run and reads it afterwards.
 RESULTS_DIR=$CACHE_DIR/build/results
 
-# Run one suite between the markers the host summarizer looks for.
+# What the kernel prints when something went wrong: any WARNING or BUG, and the reports of the
+# debug options of kernel.config (lockdep, sleeping in atomic context, DMA API misuse, list
+# corruption, hung tasks, soft lockups, kmemleak) and of KASAN and UBSAN.
+KERNEL_REPORTS='WARNING:|BUG:|Oops|Call Trace:|possible circular locking|possible recursive locking'
+KERNEL_REPORTS+='|inconsistent lock state|suspicious RCU usage|lock held when returning'
+KERNEL_REPORTS+='|DMA-API:|list_add corruption|list_del corruption|blocked for more than'
+KERNEL_REPORTS+='|soft lockup|suspected memory leak|UBSAN:|KASAN:'
+
+# Prints, as TAP comments, the kernel log after its first SINCE lines from the first report
+# on (a lockdep splat or a stack trace is many lines); fails when there was no report.
+kernel_reports() {
+	local since=$1 log first
+	log=$(dmesg | tail -n +"$((since + 1))")
+	first=$(grep -n -m 1 -E "$KERNEL_REPORTS" <<<"$log" | cut -d: -f1)
+	[ -n "$first" ] || return 1
+	echo "# the kernel reported while the suite ran:"
+	tail -n +"$first" <<<"$log" | head -n 120 | sed 's/^/#   /'
+}
+
+# Run one suite between the markers the host summarizer looks for. A kernel report while it
+# ran fails it, whatever its own verdict.
 run_suite() {
-	local name=$1
+	local name=$1 marks rc
 	shift
 	mkdir -p "$RESULTS_DIR"
+	marks=$(dmesg | wc -l)
 	{
 		echo "@@suite $name"
 		"$@"
-		echo "@@end $name rc=$?"
+		rc=$?
+		kernel_reports "$marks" && rc=1
+		echo "@@end $name rc=$rc"
 	} 2>&1 | tee "$RESULTS_DIR/$name.tap"
 	sync
+}
+
+# kmemleak (kernel.config): forget what the boot left, so that the last suite reports only
+# what the suites leaked.
+kmemleak_forget() {
+	local ctl=/sys/kernel/debug/kmemleak
+	[ -w $ctl ] || return 0
+	echo scan >$ctl
+	echo clear >$ctl
+}
+
+# Scans twice (an object is reported once it was unreferenced in two scans) and fails on any
+# suspected leak.
+kmemleak_tests() {
+	local ctl=/sys/kernel/debug/kmemleak leaks
+	[ -w $ctl ] || { echo "ok 1 - kmemleak # SKIP not in this kernel"; return 0; }
+	echo scan >$ctl
+	echo scan >$ctl
+	leaks=$(grep -c "^unreferenced object" $ctl)
+	if [ "$leaks" = 0 ]; then
+		echo "ok 1 - no suspected kernel memory leak"
+		return 0
+	fi
+	echo "not ok 1 - $leaks suspected kernel memory leaks"
+	sed 's/^/#   /' $ctl | head -n 60
+	return 1
 }
 
 guest_setup() {

@@ -4,6 +4,8 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -392,4 +394,61 @@ long vvms_find_section(const uint8_t *frame, uint16_t type, unsigned int nth)
 		off += VVMS_SECTION_HDR_LEN + ((len + 7) & ~7u);
 	}
 	return -1;
+}
+
+const char *mig_devsim_stats_dir(void)
+{
+	static char dir[512];
+	const char *cache = getenv("VVM_CACHE");
+
+	snprintf(dir, sizeof(dir), "%s/build/devsim-stats",
+		 cache && *cache ? cache : "/var/cache/virtio-vfio-mig");
+	return dir;
+}
+
+long mig_devsim_stat(const char *dir, int instance, const char *prefix)
+{
+	char path[600], line[128];
+	size_t plen = strlen(prefix);
+	long total = 0, v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/devsim%d.stats", dir, instance);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *eq = strchr(line, '=');
+
+		if (eq && !strncmp(line, prefix, plen) && sscanf(eq + 1, "%ld", &v) == 1)
+			total += v;
+	}
+	fclose(f);
+	return total;
+}
+
+int mig_devsim_settle(const char *dir, int n, const char *prefix, long *out)
+{
+	long prev[8];
+	int i, round;
+
+	if (n > 8)
+		return -1;
+	for (i = 0; i < n; i++)
+		prev[i] = -2;
+	for (round = 0; round < 20; round++) {
+		bool same = true;
+
+		usleep(600 * 1000);
+		for (i = 0; i < n; i++) {
+			out[i] = mig_devsim_stat(dir, i, prefix);
+			if (out[i] < 0)
+				return -1;
+			same &= out[i] == prev[i];
+			prev[i] = out[i];
+		}
+		if (same)
+			return 0;
+	}
+	return 0;
 }

@@ -145,4 +145,19 @@ void vvms_frame_fix_crc(uint8_t *frame);
  */
 long vvms_find_section(const uint8_t *frame, uint16_t type, unsigned int nth);
 
+/*
+ * The device models' counters (tools/testing/vm/run-vm.sh: instance i is the
+ * i-th device-model function in PCI address order) are in
+ * $VVM_CACHE/build/devsim-stats/devsim<i>.stats, one key=value per line,
+ * refreshed twice a second. mig_devsim_stats_dir() is that directory.
+ */
+const char *mig_devsim_stats_dir(void);
+/* Sum of the counters of @instance whose names start with @prefix, or -1. */
+long mig_devsim_stat(const char *dir, int instance, const char *prefix);
+/*
+ * Waits until the @prefix counters of instances 0..@n-1 stopped changing
+ * and stores them in @out. Returns 0, or -1 when a file is missing.
+ */
+int mig_devsim_settle(const char *dir, int n, const char *prefix, long *out);
+
 #endif /* VFIO_MIG_UTIL_H */

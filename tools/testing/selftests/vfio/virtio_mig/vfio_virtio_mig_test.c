@@ -724,7 +724,7 @@ TEST_F_TIMEOUT(mig, round_trip_under_load, 300)
 	uint16_t used_before, used_stop, used_b, last_avail;
 	uint64_t capacity, t0;
 	int done_a, done_b = 0, i, ret;
-	long q0;
+	long q0, served0[2], served1[2];
 	struct timespec ts;
 
 	t = calloc(1, sizeof(*t));
@@ -746,6 +746,9 @@ TEST_F_TIMEOUT(mig, round_trip_under_load, 300)
 	ASSERT_EQ(0, vu_blk_wait_all(&vqb, MIG_REQUEST_TIMEOUT_MS));
 	ASSERT_EQ(0, vu_reset(&p->b.vu, MIG_RESET_TIMEOUT_MS));
 	vu_vq_release(&vqb);
+	/* What each device executes from here on, counted by the device itself. */
+	ASSERT_EQ(0, mig_devsim_settle(mig_devsim_stats_dir(), 2, "requests_served", served0))
+		TH_LOG("no device-model counters in %s", mig_devsim_stats_dir());
 
 	/* Phase 1 on A. */
 	ASSERT_EQ(0, mig_blk_start(&p->a, &vq, 128));
@@ -842,6 +845,13 @@ TEST_F_TIMEOUT(mig, round_trip_under_load, 300)
 	EXPECT_EQ(t->n, RT_PHASE1 + done_a + done_b);
 	TH_LOG("%d requests: %d on A before the stop (phase 1 and 2), %d on B", t->n,
 	       RT_PHASE1 + done_a, done_b);
+	/*
+	 * The ring cannot show a request the destination executes again: it
+	 * overwrites the same used entry. The devices' own counts can.
+	 */
+	ASSERT_EQ(0, mig_devsim_settle(mig_devsim_stats_dir(), 2, "requests_served", served1));
+	EXPECT_EQ(RT_PHASE1 + done_a, served1[0] - served0[0]) TH_LOG("requests A executed");
+	EXPECT_EQ(done_b, served1[1] - served0[1]) TH_LOG("requests B executed");
 	for (i = 0; i < t->n; i++) {
 		struct rt_req *q = &t->req[i];
 
@@ -1089,6 +1099,7 @@ enum bad_kind {
 	BAD_TOTAL_LENGTH,
 	BAD_TRAILING_BYTES,
 	BAD_PRECOPY_ONLY,
+	BAD_TWO_PRECOPY,
 	BAD_OVERSIZE_WRITE,
 	BAD_TOO_MANY_QUEUES,
 	BAD_MISSING_QUEUE,
@@ -1133,6 +1144,8 @@ FIXTURE_VARIANT_ADD(mig_bad_stream, bad_total_length) {
 };
 FIXTURE_VARIANT_ADD(mig_bad_stream, trailing_bytes) { .kind = BAD_TRAILING_BYTES, .err = EINVAL };
 FIXTURE_VARIANT_ADD(mig_bad_stream, precopy_only) { .kind = BAD_PRECOPY_ONLY, .err = EINVAL };
+/* The source sends one pre-copy frame at most: more is not a stream it made. */
+FIXTURE_VARIANT_ADD(mig_bad_stream, two_precopy) { .kind = BAD_TWO_PRECOPY, .err = EINVAL };
 FIXTURE_VARIANT_ADD(mig_bad_stream, oversize_write) { .kind = BAD_OVERSIZE_WRITE, .err = EINVAL };
 FIXTURE_VARIANT_ADD(mig_bad_stream, too_many_queues) {
 	.kind = BAD_TOO_MANY_QUEUES, .err = EINVAL
@@ -1217,6 +1230,23 @@ static uint8_t *make_bad(struct __test_metadata *_metadata, const uint8_t *s, si
 		vvms_put32(b + 8, n);
 		vvms_frame_fix_crc(b);
 		break;
+	case BAD_TWO_PRECOPY: {
+		/* Two pre-copy frames (header and identity section), then the final frame. */
+		size_t pre = VVMS_HEADER_LEN + VVMS_SECTION_HDR_LEN + 32 + VVMS_CRC_LEN;
+		uint8_t *two = realloc(b, 2 * pre + n);
+
+		if (!two)
+			break;
+		b = two;
+		memmove(b + 2 * pre, b, n);
+		memcpy(b, b + 2 * pre, pre - VVMS_CRC_LEN);
+		vvms_put16(b + 6, VVMS_FRAME_PRECOPY);
+		vvms_put32(b + 8, pre);
+		vvms_frame_fix_crc(b);
+		memcpy(b + pre, b, pre);
+		n += 2 * pre;
+		break;
+	}
 	case BAD_TOO_MANY_QUEUES:
 		vvms_put16(id + VVMS_ID_NUM_QUEUES, 1025);
 		vvms_frame_fix_crc(b);

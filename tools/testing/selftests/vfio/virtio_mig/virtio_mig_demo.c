@@ -35,41 +35,11 @@ static uint64_t now_us(void)
 	return ts.tv_sec * 1000000ULL + ts.tv_nsec / 1000;
 }
 
-/* Sum of the device model's MMIO counters (reads and writes) of one instance. */
-static long mmio_accesses(const char *stats_dir, int instance)
-{
-	char path[512], line[128];
-	long total = 0, v;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/devsim%d.stats", stats_dir, instance);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		char *eq = strchr(line, '=');
-
-		if (!strncmp(line, "mmio_", 5) && eq && sscanf(eq + 1, "%ld", &v) == 1)
-			total += v;
-	}
-	fclose(f);
-	return total;
-}
-
 /* The counters are refreshed twice a second: wait until they settle. */
 static void snapshot(const char *stats_dir, long counts[2])
 {
-	long prev[2] = { -2, -2 };
-
-	for (int i = 0; i < 20; i++) {
-		usleep(600 * 1000);
-		counts[0] = mmio_accesses(stats_dir, 0);
-		counts[1] = mmio_accesses(stats_dir, 1);
-		if (counts[0] == prev[0] && counts[1] == prev[1])
-			return;
-		prev[0] = counts[0];
-		prev[1] = counts[1];
-	}
+	if (mig_devsim_settle(stats_dir, 2, "mmio_", counts))
+		counts[0] = counts[1] = -1;
 }
 
 static int step(struct mig_dev *m, const char *who, uint32_t state, int *fd)
@@ -94,7 +64,7 @@ static void move_rings(struct vu_vq *vq, struct vu_dev *d)
 
 int main(int argc, char **argv)
 {
-	const char *stats_dir = "/var/cache/virtio-vfio-mig/build/devsim-stats";
+	const char *stats_dir = mig_devsim_stats_dir();
 	struct vu_blk_req *req[MAX_REQUESTS];
 	int requests = MAX_REQUESTS, opt;
 	long before[2], after[2];
