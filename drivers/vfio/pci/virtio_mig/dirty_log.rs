@@ -151,11 +151,15 @@ fn stop_timeout() -> Delta {
 
 /// Stops the tracker and frees `bitmap`, or keeps it for good when the device does not confirm
 /// that it stopped: a device may never write freed memory.
-fn release_bitmap(dev: &Tracker<'_>, bitmap: DeviceDirtyBitmap) {
-    if disarm(&dev.cfg, stop_timeout()).is_err() {
-        dev_err!(dev.pdev, "the tracker did not stop; keeping its bitmap\n");
+fn release_bitmap(dev: &Tracker<'_>, bitmap: DeviceDirtyBitmap) -> Result {
+    disarm(&dev.cfg, stop_timeout()).inspect_err(|e| {
+        dev_err!(
+            dev.pdev,
+            "the tracker did not stop ({:?}); keeping its bitmap\n",
+            e
+        );
         core::mem::forget(bitmap);
-    }
+    })
 }
 
 /// Disables the tracker and waits, bounded, until the device confirms it.
@@ -241,7 +245,8 @@ impl LogBackend for DirtyLog {
                 dev_err!(pdev, "the tracker did not accept gra_power {}\n", gra_power);
                 // It may have been enabled on the way: free the bitmap only once the device
                 // confirms it stopped writing it.
-                release_bitmap(dev, bitmap);
+                // The refusal is what the user needs to hear; a failed stop was logged.
+                let _ = release_bitmap(dev, bitmap);
                 return Err(e);
             }
         };
@@ -270,17 +275,7 @@ impl LogBackend for DirtyLog {
         let Some(s) = session.take() else {
             return Ok(());
         };
-        if let Err(e) = disarm(&dev.cfg, stop_timeout()) {
-            // The device may still write the bitmap: it must never be freed.
-            dev_err!(
-                dev.pdev,
-                "the tracker did not stop ({:?}); keeping its bitmap\n",
-                e
-            );
-            core::mem::forget(s.bitmap);
-            return Err(e);
-        }
-        Ok(())
+        release_bitmap(dev, s.bitmap)
     }
 
     /// A device reset stops the tracker: the records since are lost.
