@@ -31,4 +31,17 @@ fn every_module_works_through_the_crate_root() {
     let mut n = 0;
     assert!(vmig::dirty_bitmap::harvest_runs(&words, &range, |_, _| n += 1).is_ok());
     assert_eq!(n, 1);
+    let mut hdr = [0u8; vmig::admin::HEADER_LEN];
+    let h = vmig::admin::Header {
+        opcode: vmig::admin::opcode::WRITE_RECORDS_READ,
+        group_type: vmig::admin::group_type::SLOT,
+        member_id: 1,
+    };
+    assert_eq!(h.encode(&mut hdr), Ok(vmig::admin::HEADER_LEN));
+    assert_eq!(vmig::write_records::choose_page_size(1, 4096), Some(4096));
+    let mut ranges = [vmig::write_records::IovaRange { start: 0, last: 0 }];
+    assert_eq!(
+        vmig::write_records::prepare_ranges(&mut ranges, 1, 4096),
+        Ok(1)
+    );
 }
