@@ -65,6 +65,7 @@ check: all
 	-$(IN_ROOT) $(VM)/run-vm.sh --viommu --timeout 600 -- $(VM)/guest/run-tests.sh viommu 2>&1 \
 		| tee $(LOGS)/vm-viommu.log
 	-$(IN_ROOT) $(VM)/run-variant-tests.sh 2>&1 | tee $(LOGS)/vm-variants.log
+	-$(IN_ROOT) $(VM)/run-admin-tests.sh 2>&1 | tee $(LOGS)/vm-admin.log
 	-{ echo "@@suite blkcheck-host"; $(IN_ROOT) $(E2E)/blkcheck-host-test.sh; \
 		echo "@@end blkcheck-host rc=$$?"; } 2>&1 | tee $(LOGS)/l2.log
 	-{ echo "@@suite l2-smoke"; $(IN_ROOT) $(E2E)/l2-smoke.sh; echo "@@end l2-smoke rc=$$?"; } \
@@ -72,7 +73,7 @@ check: all
 	-$(IN_ROOT) $(E2E)/run-e2e.sh --timeout 720 --report 2>&1 | tee $(LOGS)/e2e.log
 	@$(IN_ROOT) python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/summarize.log \
 		$(LOGS)/core.log $(LOGS)/devsim.log $(LOGS)/vm.log $(LOGS)/vm-viommu.log \
-		$(LOGS)/vm-variants.log $(LOGS)/l2.log $(LOGS)/e2e.log
+		$(LOGS)/vm-variants.log $(LOGS)/vm-admin.log $(LOGS)/l2.log $(LOGS)/e2e.log
 
 # The VM suites again on a kernel variant built in a directory of its own (build/kout-NAME):
 #   check-debug  lockdep, sleep-in-atomic, DMA API, kmemleak, hung-task, soft-lockup and list

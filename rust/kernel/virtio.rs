@@ -6,5 +6,6 @@
 //! virtio-pci transport extension that a VFIO variant driver uses to reach the device's
 //! capabilities.
 
+pub mod admin;
 pub mod dirty_bitmap;
 pub mod pci;

@@ -451,6 +451,16 @@ impl<'a> CommonCfg<'a> {
     pub fn queue_notify_off(&self) -> Result<u16> {
         self.0.read(common::QUEUE_NOTIFY_OFF)
     }
+
+    /// `admin_queue_index`: the first admin queue (with `VIRTIO_F_ADMIN_VQ`).
+    pub fn admin_queue_index(&self) -> Result<u16> {
+        self.0.read(common::ADMIN_QUEUE_INDEX)
+    }
+
+    /// `admin_queue_num`: how many admin queues the device has.
+    pub fn admin_queue_num(&self) -> Result<u16> {
+        self.0.read(common::ADMIN_QUEUE_NUM)
+    }
 }
 
 /// The notification area (`VIRTIO_PCI_CAP_NOTIFY_CFG`).

@@ -89,6 +89,20 @@ def bind(bdf):
         raise RuntimeError(f"{bdf}: {DRIVER} did not bind")
 
 
+def owner_functions():
+    """The owner functions (run-vm.sh --owners): function 0 of each device model's slot."""
+    return guest_lib("devsim_owners").stdout.split()
+
+
+def bind_owner(bdf):
+    if guest_lib(f"bind_owner {bdf}").returncode != 0:
+        raise RuntimeError(f"{bdf}: the owner driver did not bind")
+
+
+# QEMU's warning when it must treat all guest RAM as dirty at every sync.
+NO_DIRTY_TRACKING = re.compile(r"doesn't support .*dirty tracking")
+
+
 def dmesg_lines(pattern):
     out = subprocess.run(["dmesg"], capture_output=True, text=True).stdout
     return [l for l in out.splitlines() if re.search(pattern, l)]
@@ -436,6 +450,10 @@ class Scenario:
         self.figures["migration_wall_s"] = time.monotonic() - t0
         s.check(info.get("status") == "completed", "migration to B completes", json.dumps(info))
         s.check(self.dst.running(), "L2 runs on B", self.dst.stderr_text())
+        warning = NO_DIRTY_TRACKING.search(self.src.stderr_text())
+        self.figures["device_dirty_tracking"] = warning is None
+        s.check(warning is None, "QEMU tracks the device's writes with its dirty logging",
+                warning.group(0) if warning else "")
         on_a = self.src.console.last_status() or {}
         self.figures["l2_on_a_last"] = on_a
         # Progress on B from B's own first status: writes A completed after its last status
@@ -569,9 +587,9 @@ def main():
     ap.add_argument("--baseline", action="store_true",
                     help="also migrate the same L2 on an emulated disk (benchmark)")
     ap.add_argument("--l2-memory", type=int, default=128, help="MiB")
-    ap.add_argument("--downtime-limit", type=int, default=600000,
-                    help="ms; the suites' limit (without device dirty tracking QEMU must copy "
-                    "all RAM in the stop phase)")
+    ap.add_argument("--downtime-limit", type=int, default=DEFAULT_DOWNTIME_LIMIT_MS,
+                    help="ms; the suites' limit (QEMU's default; without device dirty tracking "
+                    "QEMU must copy all RAM in the stop phase and needs a limit of minutes)")
     ap.add_argument("--observe", type=int, default=0,
                     help="first run the migration to B this many seconds at QEMU's default "
                     "downtime limit and record how it fares")
@@ -581,6 +599,13 @@ def main():
     os.makedirs(RUN_DIR, exist_ok=True)
 
     subprocess.run(["modprobe", DRIVER], check=True)
+    # Owners first: a member finds its owner when it is bound.
+    for bdf in owner_functions():
+        bind_owner(bdf)
+        print(f"== owner at {bdf}, IOMMU group "
+              f"{os.path.basename(os.readlink(f'/sys/bus/pci/devices/{bdf}/iommu_group'))}")
+        for line in dmesg_lines(f"{bdf}"):
+            print("   " + re.sub(r"^\[[^]]*\] ", "", line))
     functions = devsim_functions()
     print(f"device-model functions: {' '.join(functions)}")
     for i, bdf in enumerate(functions):

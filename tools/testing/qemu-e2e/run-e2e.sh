@@ -24,6 +24,8 @@ fi
 # stops it with a request in flight whose completion interrupt QEMU delivers
 # only after it saved L2's interrupt controller; B must recover from that.
 # C (instance 2) differs from A in an identity field and refuses A's stream.
-exec "$VM_DIR/run-vm.sh" --viommu --devices 3 --shared-disk \
+# Every instance has an owner function, whose write recording tracks the
+# member's DMA: QEMU migrates at its default downtime limit.
+exec "$VM_DIR/run-vm.sh" --viommu --owners --devices 3 --shared-disk \
 	--devsim-args-for 0 "--request-delay-ms 30" --devsim-args-for 2 "--queues 2" \
 	--timeout "$timeout_s" -- "$E2E_DIR/e2e.py" "$@"

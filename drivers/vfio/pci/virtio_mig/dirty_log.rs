@@ -37,12 +37,18 @@ use kernel::{
 };
 use virtio_mig_core::dirty_bitmap::{
     self,
-    DirtySink,
     HarvestRange,
     MIN_PAGE_SHIFT, //
 };
 
-use crate::queues;
+use crate::{
+    log_ranges::{
+        last_byte,
+        TrackedRanges,
+        UserBitmap, //
+    },
+    queues,
+};
 
 /// A way of recording the pages a device writes, behind `VFIO_DEVICE_FEATURE_DMA_LOGGING_*`.
 ///
@@ -83,37 +89,15 @@ pub(crate) struct Tracker<'a> {
     pub(crate) cfg: TrackerCfg<'a>,
 }
 
-/// One range of the `DMA_LOGGING_START` request.
-struct TrackedRange {
-    start: u64,
-    last: u64,
-    /// Report the whole range dirty at its next report (records were lost).
-    report_all: bool,
-}
-
 /// A logging session.
 struct Session {
     bitmap: DeviceDirtyBitmap,
     /// Granularity of the bitmap, `12 + gra_power` as read back from the device.
     gra_shift: u32,
-    ranges: KVec<TrackedRange>,
+    ranges: TrackedRanges,
     /// End of the last report of the current round: a report that starts before it begins a
     /// new round, whose first report checks the tracker's registers.
     round_end: Option<u64>,
-}
-
-/// The user's bitmap as the output of a harvest: a word of pages at a time where the device
-/// and the user count pages alike, runs otherwise.
-struct UserBitmap<'a, 'b>(&'a mut IovaBitmap<'b>);
-
-impl DirtySink for UserBitmap<'_, '_> {
-    fn set_range(&mut self, iova: u64, len: u64) {
-        self.0.set(iova, len);
-    }
-
-    fn set_pages(&mut self, iova: u64, bits: u64) {
-        self.0.set_pages(iova, bits);
-    }
 }
 
 /// Per-device dirty-logging state.
@@ -198,27 +182,8 @@ impl LogBackend for DirtyLog {
             return Err(EINVAL);
         }
         let page_shift = page_size.trailing_zeros();
-        let mut tracked = KVec::with_capacity(ranges.len(), GFP_KERNEL)?;
-        let mut end = 0u64;
-        for r in ranges.iter() {
-            // The VFIO core hands an empty range over as [iova, iova - 1].
-            if r.last < r.start {
-                dev_dbg!(pdev, "dirty logging: empty range at {:#x}\n", r.start);
-                return Err(EINVAL);
-            }
-            end = end.max(r.last.checked_add(1).ok_or(EINVAL)?);
-            tracked.push(
-                TrackedRange {
-                    start: r.start,
-                    last: r.last,
-                    report_all: false,
-                },
-                GFP_KERNEL,
-            )?;
-        }
-        if tracked.is_empty() {
-            return Err(EINVAL);
-        }
+        let tracked = TrackedRanges::new(pdev, ranges)?;
+        let end = tracked.end()?;
         // Bit 0 is address 0: the bitmap covers everything up to the highest tracked byte. Past
         // the memory cap, coarser pages keep it bounded.
         let mut gra_shift = page_shift;
@@ -293,10 +258,7 @@ impl LogBackend for DirtyLog {
         let pdev = dev.pdev;
         let mut guard = self.session.lock();
         let session = (*guard).as_mut().ok_or(EINVAL)?;
-        let last = length
-            .checked_sub(1)
-            .and_then(|l| iova.checked_add(l))
-            .ok_or(EINVAL)?;
+        let last = last_byte(iova, length)?;
         let tracker = &dev.cfg;
         let reset = core::mem::replace(&mut *self.reset_pending.lock(), false);
         let expected_power = u8::try_from(session.gra_shift - MIN_PAGE_SHIFT)?;
@@ -306,9 +268,7 @@ impl LogBackend for DirtyLog {
             && (!new_round || (tracker.enable()? == 1 && tracker.gra_power()? == expected_power));
         if !intact {
             dev_dbg!(pdev, "tracker records lost; re-arming and reporting all\n");
-            for r in session.ranges.iter_mut() {
-                r.report_all = true;
-            }
+            session.ranges.lose_all();
             session.gra_shift = arm(tracker, &session.bitmap, expected_power)?;
         }
         // The words handed to the user's bitmap count its pages, whatever logging started with.
@@ -319,17 +279,7 @@ impl LogBackend for DirtyLog {
             gra_shift: session.gra_shift,
         };
         let mut out = UserBitmap(dirty);
-        // Memory no logged range covers (added after START, say) was never tracked.
-        report_uncovered(&session.ranges, iova, last, &mut out);
-        for r in session.ranges.iter_mut().filter(|r| r.report_all) {
-            let (start, end) = (r.start.max(iova), r.last.min(last));
-            if start <= end {
-                out.set_range(start, end - start + 1);
-            }
-            if iova <= r.start && r.last <= last {
-                r.report_all = false;
-            }
-        }
+        session.ranges.report_untracked(iova, last, &mut out);
         dirty_bitmap::harvest(session.bitmap.words(), &range, &mut out).map_err(|e| {
             dev_dbg!(pdev, "harvest refused: {:?}\n", e);
             EINVAL
@@ -344,37 +294,9 @@ impl LogBackend for DirtyLog {
                 last,
                 e
             );
-            for r in session.ranges.iter_mut() {
-                if r.start <= last && iova <= r.last {
-                    r.report_all = true;
-                }
-            }
+            session.ranges.lose(iova, last);
             return Err(e);
         }
         Ok(())
     }
-}
-
-/// Marks dirty the parts of `[iova, last]` that none of the sorted, disjoint `ranges` covers.
-fn report_uncovered(ranges: &[TrackedRange], iova: u64, last: u64, out: &mut impl DirtySink) {
-    let mut next = iova;
-    for r in ranges {
-        if r.last < next {
-            continue;
-        }
-        if r.start > last {
-            break;
-        }
-        if r.start > next {
-            out.set_range(next, r.start - next);
-        }
-        match r.last.checked_add(1) {
-            Some(after) => next = after,
-            None => return,
-        }
-        if next > last {
-            return;
-        }
-    }
-    out.set_range(next, last - next + 1);
 }

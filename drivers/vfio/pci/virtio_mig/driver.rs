@@ -28,16 +28,20 @@ use kernel::{
             Opened, //
         },
     },
-    virtio::pci::{
-        CapWindow,
-        Capabilities,
-        TrackerCfg, //
+    virtio::{
+        admin::Member,
+        pci::{
+            CapWindow,
+            Capabilities,
+            TrackerCfg, //
+        },
     },
 };
 
 use virtio_mig_core::device_config;
 
 use crate::{
+    admin_log::AdminLog,
     dirty_log::{
         DirtyLog,
         LogBackend,
@@ -62,6 +66,9 @@ pub(crate) struct VirtioVfioMig {
     /// Dirty-page logging through the memory tracker capability.
     #[pin]
     dirty_log: DirtyLog,
+    /// Dirty-page logging through the owner's write recording, preferred when there is one.
+    #[pin]
+    admin_log: AdminLog,
 }
 
 impl VirtioVfioMig {
@@ -128,6 +135,22 @@ fn migration_flags(pdev: &pci::Device<Core<'_>>, caps: &Capabilities) -> Flags {
     Flags::ALL
 }
 
+/// The owner function of `pdev` that records its writes, if one is bound.
+fn find_owner(pdev: &pci::Device<Core<'_>>) -> Option<Member> {
+    let member = Member::find(pdev)?;
+    dev_info!(
+        pdev,
+        "dirty logging through the write recording of owner {:?} ({} group)\n",
+        member,
+        if member.in_slot_group() {
+            "slot"
+        } else {
+            "SR-IOV"
+        }
+    );
+    Some(member)
+}
+
 kernel::pci_device_table!(
     PCI_TABLE,
     <VirtioVfioMig as Driver>::IdInfo,
@@ -153,6 +176,7 @@ impl Driver for VirtioVfioMig {
             caps: discover(pdev)?,
             migration <- Migration::new(migration_flags(pdev, caps)),
             dirty_log <- DirtyLog::new(),
+            admin_log <- AdminLog::new(find_owner(pdev)),
         })
     }
 
@@ -168,6 +192,10 @@ impl Driver for VirtioVfioMig {
     }
 
     fn dirty_logging(&self, pdev: &pci::Device<Bound>) -> bool {
+        // The owner DMAs the records through its own DMA domain: this works in any IOMMU mode.
+        if self.admin_log.member().is_some() {
+            return true;
+        }
         // The tracker bitmap is kernel memory: a device whose DMA the VFIO user's IOMMU domain
         // translates cannot reach it (there is no PASID path yet), so logging is not offered
         // rather than failing when a migration starts.
@@ -177,7 +205,9 @@ impl Driver for VirtioVfioMig {
     fn close_device(dev: &Opened<'_, Self>) {
         dev.migration.close();
         // A user that goes away without stopping the log must not leave the device writing.
-        if let Ok(tracker) = Self::tracker(dev) {
+        if dev.admin_log.member().is_some() {
+            let _ = dev.admin_log.stop(&dev.device().pdev());
+        } else if let Ok(tracker) = Self::tracker(dev) {
             let _ = dev.dirty_log.stop(&tracker);
         }
     }
@@ -206,10 +236,16 @@ impl Driver for VirtioVfioMig {
     }
 
     fn log_start(dev: &Opened<'_, Self>, ranges: &IovaRanges<'_>, page_size: &mut u64) -> Result {
+        if dev.admin_log.member().is_some() {
+            return dev.admin_log.start(&dev.device().pdev(), ranges, page_size);
+        }
         dev.dirty_log.start(&Self::tracker(dev)?, ranges, page_size)
     }
 
     fn log_stop(dev: &Opened<'_, Self>) -> Result {
+        if dev.admin_log.member().is_some() {
+            return dev.admin_log.stop(&dev.device().pdev());
+        }
         dev.dirty_log.stop(&Self::tracker(dev)?)
     }
 
@@ -219,6 +255,11 @@ impl Driver for VirtioVfioMig {
         length: u64,
         dirty: &mut IovaBitmap<'_>,
     ) -> Result {
+        if dev.admin_log.member().is_some() {
+            return dev
+                .admin_log
+                .read_and_clear(&dev.device().pdev(), iova, length, dirty);
+        }
         dev.dirty_log
             .read_and_clear(&Self::tracker(dev)?, iova, length, dirty)
     }

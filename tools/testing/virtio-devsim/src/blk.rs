@@ -8,6 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
 
 use virtio_bindings::virtio_blk::{
@@ -85,6 +86,31 @@ impl Blk {
             serial,
             queues: cfg.queues,
             queue_size: cfg.queue_size,
+        })
+    }
+
+    /// A device of capacity 0 on an anonymous file, for the owner
+    /// function: reads and writes of data fail with IOERR, FLUSH and
+    /// GET_ID succeed.
+    pub fn inert(serial: &str, queues: u16, queue_size: u16) -> io::Result<Self> {
+        let name = c"devsim-owner-disk";
+        // SAFETY: `name` is a valid C string; the result is checked and the
+        // descriptor is owned by the File from here on.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nobody else owns.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let mut id = [0u8; VIRTIO_BLK_ID_BYTES as usize];
+        let n = serial.len().min(id.len());
+        id[..n].copy_from_slice(&serial.as_bytes()[..n]);
+        Ok(Self {
+            file,
+            capacity: 0,
+            serial: id,
+            queues,
+            queue_size,
         })
     }
 
@@ -253,7 +279,12 @@ where
 }
 
 /// Reads `len` bytes starting at byte `skip` of the readable buffers.
-fn gather<M: GuestMemory>(mem: &M, segs: &[Segment], skip: u64, len: u64) -> Result<Vec<u8>, ()> {
+pub(crate) fn gather<M: GuestMemory>(
+    mem: &M,
+    segs: &[Segment],
+    skip: u64,
+    len: u64,
+) -> Result<Vec<u8>, ()> {
     if len > MAX_REQUEST_BYTES {
         return Err(());
     }
@@ -266,7 +297,7 @@ fn gather<M: GuestMemory>(mem: &M, segs: &[Segment], skip: u64, len: u64) -> Res
 }
 
 /// Writes `data` to the start of the writable buffers.
-fn scatter<M: GuestMemory>(mem: &M, segs: &[Segment], data: &[u8]) -> Result<(), ()> {
+pub(crate) fn scatter<M: GuestMemory>(mem: &M, segs: &[Segment], data: &[u8]) -> Result<(), ()> {
     for_each_piece(segs, 0, data.len() as u64, |addr, r| {
         mem.write_slice(&data[r], GuestAddress(addr))
             .map_err(|_| ())

@@ -1,6 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Common configuration structure (`struct virtio_pci_common_cfg`):
 //! feature negotiation, device status and queue configuration.
+//!
+//! The owner function's is 64 bytes long (`struct
+//! virtio_pci_modern_common_cfg`): `queue_notify_data` and `queue_reset`
+//! read 0 (their features are not offered), `admin_queue_index` (0x3c)
+//! is the admin queue's index, the number of request queues, and
+//! `admin_queue_num` (0x3e) is 1. `num_queues` counts the request queues.
 
 use std::sync::atomic::Ordering;
 
@@ -11,7 +17,7 @@ use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use virtio_queue::QueueT;
 
 use crate::device::Device;
-use crate::layout::VIRTIO_MSI_NO_VECTOR;
+use crate::layout::{OWNER_ADMIN_QUEUE_NUM, VIRTIO_MSI_NO_VECTOR};
 use crate::regs::Field;
 
 const DEVICE_FEATURE_SELECT: Field = Field::new(0x00, 4);
@@ -30,6 +36,11 @@ const QUEUE_NOTIFY_OFF: Field = Field::new(0x1e, 2);
 const QUEUE_DESC: Field = Field::new(0x20, 8);
 const QUEUE_DRIVER: Field = Field::new(0x28, 8);
 const QUEUE_DEVICE: Field = Field::new(0x30, 8);
+const ADMIN_QUEUE_INDEX: Field = Field::new(0x3c, 2);
+const ADMIN_QUEUE_NUM: Field = Field::new(0x3e, 2);
+
+/// `VIRTIO_F_ADMIN_VQ`: the owner function has an admin virtqueue.
+pub const VIRTIO_F_ADMIN_VQ: u32 = 41;
 
 /// Transport-level feature bits offered by the device.
 pub const TRANSPORT_FEATURES: u64 =
@@ -55,7 +66,12 @@ pub struct CommonRegs {
 impl Device {
     /// Every feature bit the device offers.
     pub fn offered_features(&self) -> u64 {
-        TRANSPORT_FEATURES | self.shared.blk.features()
+        let admin = if self.shared.admin.is_some() {
+            1 << VIRTIO_F_ADMIN_VQ
+        } else {
+            0
+        };
+        TRANSPORT_FEATURES | admin | self.shared.blk.features()
     }
 
     /// Whether `bit` was negotiated (FEATURES_OK accepted).
@@ -91,7 +107,11 @@ impl Device {
         DRIVER_FEATURE_SELECT.read(off, buf, c.driver_feature_select.into());
         DRIVER_FEATURE.read(off, buf, driver_features.into());
         CONFIG_MSIX_VECTOR.read(off, buf, c.msix_config.into());
-        NUM_QUEUES.read(off, buf, self.shared.queues.len() as u64);
+        NUM_QUEUES.read(off, buf, self.shared.request_queues() as u64);
+        if let Some(index) = self.shared.admin_queue() {
+            ADMIN_QUEUE_INDEX.read(off, buf, index as u64);
+            ADMIN_QUEUE_NUM.read(off, buf, OWNER_ADMIN_QUEUE_NUM.into());
+        }
         DEVICE_STATUS.read(off, buf, c.status.into());
         CONFIG_GENERATION.read(off, buf, 0);
         QUEUE_SELECT.read(off, buf, c.queue_select.into());

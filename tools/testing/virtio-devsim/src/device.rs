@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The device: state shared with the queue workers, region dispatch, and
 //! the vfio-user backend interface.
+//!
+//! One [`Device`] is one PCI function. With `--owner-socket` the process
+//! has two, each served on its own socket with its own connection and DMA
+//! mappings: the member ([`Device::new`]), whose device writes feed its
+//! [`WriteRecorder`], and the owner ([`Device::new_owner`]), whose admin
+//! virtqueue commands ([`Admin`]) start, stop and read the member's
+//! recording. They share nothing else.
 
 use std::fs::File;
 use std::io;
@@ -18,14 +25,16 @@ use vfio_bindings::bindings::vfio::{
 use vfio_user::{DmaMapFlags, DmaUnmapFlags, IrqInfo, ServerBackend, ServerRegion};
 use virtio_bindings::virtio_config::VIRTIO_CONFIG_S_DRIVER_OK;
 
+use crate::admin::Admin;
 use crate::blk::Blk;
 use crate::common_cfg::CommonRegs;
-use crate::config::Config;
+use crate::config::{Config, Faults, Role};
 use crate::irq::Msix;
 use crate::layout::*;
 use crate::memory::{DmaSpace, WriteSink};
 use crate::pci_config::{ConfigEvent, PciConfig};
 use crate::queue::{QueueSlot, VirtQueue};
+use crate::recording::WriteRecorder;
 use crate::stats::Stats;
 use crate::tracker::{Tracker, TrackerOptions};
 use crate::worker;
@@ -33,10 +42,38 @@ use crate::worker;
 /// A callback run when the device drops its connection on purpose.
 pub type DisconnectHook = Box<dyn Fn() + Send + Sync>;
 
+/// Every device write goes to the tracker, and to the write recorder of a
+/// member.
+struct Fanout {
+    tracker: Arc<Tracker>,
+    recorder: Arc<WriteRecorder>,
+}
+
+impl WriteSink for Fanout {
+    fn on_write(&self, addr: u64, len: usize) {
+        self.tracker.log(addr, len);
+        self.recorder.record(addr, len);
+    }
+}
+
 /// State used by both the register interface and the queue workers.
 pub struct Shared {
     /// Device configuration.
     pub cfg: Config,
+    /// What the function is in the process.
+    pub role: Role,
+    /// The member's write record store (member only).
+    pub recorder: Option<Arc<WriteRecorder>>,
+    /// The admin command processor (owner only).
+    pub admin: Option<Arc<Admin>>,
+    /// Set by a worker that reset the function on its own
+    /// (`--fault-owner-reset-after-reads`); the register side completes
+    /// the reset at the next access.
+    pub reset_pending: AtomicBool,
+    /// Held through such a reset, so that the register side sees it whole.
+    reset_lock: Mutex<()>,
+    /// The write hook of `mem` (it holds a weak reference).
+    _sink: Arc<dyn WriteSink>,
     /// Counters.
     pub stats: Arc<Stats>,
     /// Guest memory (DMA mappings).
@@ -72,6 +109,34 @@ impl Shared {
         if vector != VIRTIO_MSI_NO_VECTOR {
             self.msix.signal(vector);
         }
+    }
+
+    /// Index of the admin virtqueue (owner only).
+    pub fn admin_queue(&self) -> Option<usize> {
+        self.admin
+            .as_ref()
+            .map(|_| OWNER_ADMIN_QUEUE_INDEX as usize)
+    }
+
+    /// Number of request queues (`num_queues`): every queue but the admin
+    /// queue.
+    pub fn request_queues(&self) -> usize {
+        self.queues.len() - self.admin_queue().map_or(0, |_| 1)
+    }
+
+    /// The function resets itself (`--fault-owner-reset-after-reads`):
+    /// device status 0, every queue disabled, recording stopped. The
+    /// registers follow at the next access ([`Shared::reset_pending`]).
+    pub(crate) fn reset_by_device(&self) {
+        let _whole = self.reset_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.status.store(0, Ordering::Release);
+        for q in &self.queues {
+            q.lock().reset();
+        }
+        if let Some(admin) = &self.admin {
+            admin.reset();
+        }
+        self.reset_pending.store(true, Ordering::SeqCst);
     }
 
     /// Counts a completed request and applies `--fault-disconnect-after-requests`.
@@ -115,12 +180,72 @@ pub struct Device {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// The configuration of the owner function derived from the process's:
+/// one request queue, none of the member's tracker, timing or fault
+/// options but the admin ones.
+fn owner_config(cfg: &Config) -> Config {
+    Config {
+        queues: OWNER_REQUEST_QUEUES,
+        serial: OWNER_SERIAL.to_string(),
+        stats_file: None,
+        request_delay_ms: 0,
+        min_gra_power: 0,
+        byte_granular_dirty: false,
+        pasid: false,
+        no_tracker: true,
+        faults: Faults {
+            admin_hang: cfg.faults.admin_hang,
+            admin_status: cfg.faults.admin_status,
+            stray_records: cfg.faults.stray_records,
+            owner_reset_after_reads: cfg.faults.owner_reset_after_reads,
+            ..Faults::default()
+        },
+        ..cfg.clone()
+    }
+}
+
 impl Device {
-    /// Creates the device and its queue workers.
+    /// Creates the function at `--socket` and its queue workers: the only
+    /// function, or the member of an owner when `cfg.owner_socket` is set.
     pub fn new(cfg: Config) -> io::Result<Self> {
         cfg.validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+        let role = Role::of(&cfg);
+        let blk = Blk::open(&cfg)?;
         let stats = Arc::new(Stats::default());
+        let recorder = (role == Role::Member)
+            .then(|| Arc::new(WriteRecorder::new(cfg.record_capacity, stats.clone())));
+        Self::build(cfg, role, stats, blk, recorder, None)
+    }
+
+    /// Creates the owner function of `member` (made by [`Device::new`] with
+    /// `cfg.owner_socket` set): a virtio-blk function of capacity 0 with
+    /// an admin virtqueue that controls the member's write recording. The
+    /// admin counters go to the member's statistics, which also render the
+    /// owner's own (prefixed `owner_`).
+    pub fn new_owner(cfg: &Config, member: &Device) -> io::Result<Self> {
+        let recorder = member.shared.recorder.clone().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "the function is no member")
+        })?;
+        let cfg = owner_config(cfg);
+        cfg.validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+        let blk = Blk::inert(&cfg.serial, cfg.queues, cfg.queue_size)?;
+        let process = member.shared.stats.clone();
+        let admin = Arc::new(Admin::new(&cfg, recorder, process.clone()));
+        let stats = Arc::new(Stats::default());
+        process.attach_owner(stats.clone());
+        Self::build(cfg, Role::Owner, stats, blk, None, Some(admin))
+    }
+
+    fn build(
+        cfg: Config,
+        role: Role,
+        stats: Arc<Stats>,
+        blk: Blk,
+        recorder: Option<Arc<WriteRecorder>>,
+        admin: Option<Arc<Admin>>,
+    ) -> io::Result<Self> {
         let mem = Arc::new(DmaSpace::new(stats.clone()));
         let tracker = Arc::new(Tracker::new(
             mem.clone(),
@@ -131,17 +256,30 @@ impl Device {
             },
             stats.clone(),
         ));
-        // Every device write into guest memory is reported to the tracker.
-        let sink: Arc<dyn WriteSink> = tracker.clone();
+        // Every device write into guest memory is reported to the tracker
+        // (and recorded, for a member).
+        let sink: Arc<dyn WriteSink> = match &recorder {
+            Some(recorder) => Arc::new(Fanout {
+                tracker: tracker.clone(),
+                recorder: recorder.clone(),
+            }),
+            None => tracker.clone(),
+        };
         mem.set_write_sink(Arc::downgrade(&sink));
-        let blk = Blk::open(&cfg)?;
         let blk_config = blk.config_space();
-        let queues = (0..cfg.queues)
+        let nq = cfg.queues as usize + admin.as_ref().map_or(0, |_| 1);
+        let queues = (0..nq)
             .map(|_| QueueSlot::new(VirtQueue::new(cfg.queue_size)))
             .collect();
         let shared = Arc::new(Shared {
-            msix: Msix::new(cfg.queues as usize + 1, stats.clone()),
+            msix: Msix::new(nq + 1, stats.clone()),
             cfg,
+            role,
+            recorder,
+            admin,
+            reset_pending: AtomicBool::new(false),
+            reset_lock: Mutex::new(()),
+            _sink: sink,
             stats,
             mem,
             tracker,
@@ -160,7 +298,7 @@ impl Device {
             kicks.push(tx);
         }
         Ok(Self {
-            pci: PciConfig::new(&shared.cfg),
+            pci: PciConfig::for_role(&shared.cfg, role),
             common: CommonRegs::default(),
             state_select: 0,
             msix_bar: vec![0; MSIX_BAR_SIZE as usize],
@@ -244,13 +382,18 @@ impl Device {
 
     /// Virtio device reset (`device_status` written 0): every queue, the
     /// common configuration, the ISR, the tracker and the device state
-    /// block return to their initial values.
+    /// block return to their initial values. The owner's reset also stops
+    /// the member's recording; a member's keeps it.
     pub(crate) fn virtio_reset(&mut self) {
+        self.shared.reset_pending.store(false, Ordering::SeqCst);
         self.common = CommonRegs::default();
         self.shared.status.store(0, Ordering::Release);
         self.shared.isr.store(0, Ordering::SeqCst);
         for q in &self.shared.queues {
             q.lock().reset();
+        }
+        if let Some(admin) = &self.shared.admin {
+            admin.reset();
         }
         self.shared.tracker.reset();
         self.state_select = 0;
@@ -318,8 +461,45 @@ impl Device {
         }
     }
 
+    /// Completes a reset the function did on its own, before the driver
+    /// sees any register.
+    fn sync_reset(&mut self) {
+        let pending = {
+            let _whole = self
+                .shared
+                .reset_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.shared.reset_pending.load(Ordering::SeqCst)
+        };
+        if pending {
+            self.virtio_reset();
+        }
+    }
+
+    /// The register block at `offset` of the virtio BAR: blocks of
+    /// capabilities the function lacks read 0 and ignore writes.
+    fn classify(&self, offset: u64) -> (Area, u64) {
+        let common_len = if self.shared.role == Role::Owner {
+            OWNER_COMMON_CFG_LEN
+        } else {
+            COMMON_CFG_LEN
+        };
+        let (area, off) = Area::of_virtio_bar_with(offset, common_len);
+        let present = match area {
+            Area::MemoryTrack => self.shared.role != Role::Owner && !self.shared.cfg.no_tracker,
+            Area::DeviceState => self.shared.role != Role::Owner,
+            _ => true,
+        };
+        if present {
+            (area, off)
+        } else {
+            (Area::Unassigned, offset)
+        }
+    }
+
     fn virtio_bar_read(&mut self, offset: u64, data: &mut [u8]) {
-        let (area, off) = Area::of_virtio_bar(offset);
+        let (area, off) = self.classify(offset);
         self.shared.stats.mmio_read(area);
         data.fill(0);
         match area {
@@ -338,7 +518,7 @@ impl Device {
     }
 
     fn virtio_bar_write(&mut self, offset: u64, data: &[u8]) {
-        let (area, off) = Area::of_virtio_bar(offset);
+        let (area, off) = self.classify(offset);
         self.shared.stats.mmio_write(area);
         match area {
             Area::Common => self.common_write(off, data),
@@ -376,6 +556,7 @@ pub(crate) fn copy_out(src: &[u8], off: u64, dst: &mut [u8]) {
 
 impl ServerBackend for Device {
     fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
+        self.sync_reset();
         data.fill(0);
         match region {
             VFIO_PCI_CONFIG_REGION_INDEX => {
@@ -393,6 +574,7 @@ impl ServerBackend for Device {
     }
 
     fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.sync_reset();
         match region {
             VFIO_PCI_CONFIG_REGION_INDEX => {
                 self.shared.stats.mmio_write(Area::Config);
@@ -478,6 +660,11 @@ impl Drop for Device {
         self.kicks.clear();
         for w in self.workers.drain(..) {
             let _ = w.join();
+        }
+        // An owner that goes away stops its members' recording: nobody
+        // could read or stop it any more.
+        if let Some(admin) = &self.shared.admin {
+            admin.reset();
         }
     }
 }

@@ -42,6 +42,9 @@ pub const MSIX_ENTRY_SIZE: u64 = 16;
 pub const COMMON_CFG_OFFSET: u64 = 0x0000;
 /// Length advertised for the common configuration structure.
 pub const COMMON_CFG_LEN: u64 = 0x38;
+/// Length of the owner's common configuration: up to `admin_queue_num`
+/// (`struct virtio_pci_modern_common_cfg`, 64 bytes).
+pub const OWNER_COMMON_CFG_LEN: u64 = 0x40;
 /// ISR status byte.
 pub const ISR_OFFSET: u64 = 0x1000;
 /// Length of the ISR region.
@@ -114,6 +117,32 @@ pub const PM_CAP_LEN: u8 = 8;
 pub const EXT_CAP_PASID_AT: u16 = 0x100;
 /// Maximum PASID width (bits) the device supports.
 pub const PASID_WIDTH: u8 = 20;
+/// Length of the PASID extended capability.
+pub const EXT_CAP_PASID_LEN: u16 = 8;
+/// Extended configuration space offset of the ACS extended capability
+/// (with `--owner-socket`): first, or right after the PASID capability.
+pub const fn ext_cap_acs_at(pasid: bool) -> u16 {
+    if pasid {
+        EXT_CAP_PASID_AT + EXT_CAP_PASID_LEN
+    } else {
+        EXT_CAP_PASID_AT
+    }
+}
+/// ACS capabilities: Source Validation, P2P Request Redirect, P2P
+/// Completion Redirect, Upstream Forwarding. The same bits of ACS Control
+/// are writable (what Linux enables, and requires for its own IOMMU group).
+pub const ACS_CAP: u16 = 0x001d;
+/// Header type bit: multi-function device.
+pub const PCI_HEADER_TYPE_MULTI_FUNCTION: u8 = 0x80;
+
+/// Request queues of the owner function.
+pub const OWNER_REQUEST_QUEUES: u16 = 1;
+/// Index of the owner's admin virtqueue (`admin_queue_index`).
+pub const OWNER_ADMIN_QUEUE_INDEX: u16 = OWNER_REQUEST_QUEUES;
+/// Number of admin virtqueues (`admin_queue_num`).
+pub const OWNER_ADMIN_QUEUE_NUM: u16 = 1;
+/// Serial of the owner function's (inert) block device.
+pub const OWNER_SERIAL: &str = "devsim-owner";
 
 /// PCI capability id: power management.
 pub const PCI_CAP_ID_PM: u8 = 0x01;
@@ -125,6 +154,8 @@ pub const PCI_CAP_ID_MSIX: u8 = 0x11;
 pub const PCI_CAP_ID_EXP: u8 = 0x10;
 /// PCI Express extended capability id: PASID.
 pub const PCI_EXT_CAP_ID_PASID: u16 = 0x1b;
+/// PCI Express extended capability id: Access Control Services.
+pub const PCI_EXT_CAP_ID_ACS: u16 = 0x0d;
 
 /// Power Management Capabilities (PMC): version 3 (PCI PM 1.2), no D1/D2,
 /// no PME, no auxiliary current.
@@ -221,8 +252,14 @@ impl Area {
     /// Classifies an access at `offset` of the virtio BAR. Returns the area
     /// and the offset relative to the start of that area.
     pub fn of_virtio_bar(offset: u64) -> (Area, u64) {
+        Self::of_virtio_bar_with(offset, COMMON_CFG_LEN)
+    }
+
+    /// [`Area::of_virtio_bar`] for a function whose common configuration is
+    /// `common_len` bytes long.
+    pub fn of_virtio_bar_with(offset: u64, common_len: u64) -> (Area, u64) {
         let blocks = [
-            (COMMON_CFG_OFFSET, COMMON_CFG_LEN, Area::Common),
+            (COMMON_CFG_OFFSET, common_len, Area::Common),
             (ISR_OFFSET, ISR_LEN, Area::Isr),
             (DEVICE_CFG_OFFSET, DEVICE_CFG_LEN, Area::Device),
             (NOTIFY_OFFSET, NOTIFY_LEN, Area::Notify),

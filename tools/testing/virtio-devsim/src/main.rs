@@ -46,12 +46,12 @@ fn block_signals() -> io::Result<()> {
     }
 }
 
-/// SIGUSR1 writes the statistics; SIGTERM and SIGINT also remove the socket
-/// and exit 0.
+/// SIGUSR1 writes the statistics; SIGTERM and SIGINT also remove the
+/// sockets and exit 0.
 fn spawn_signal_thread(
     stats: Arc<Stats>,
     stats_file: Option<PathBuf>,
-    socket: PathBuf,
+    sockets: Vec<PathBuf>,
 ) -> io::Result<()> {
     thread::Builder::new()
         .name("devsim-signals".into())
@@ -64,7 +64,9 @@ fn spawn_signal_thread(
             }
             dump(&stats, stats_file.as_deref());
             if sig != libc::SIGUSR1 {
-                let _ = std::fs::remove_file(&socket);
+                for socket in &sockets {
+                    let _ = std::fs::remove_file(socket);
+                }
                 std::process::exit(0);
             }
         })
@@ -75,24 +77,61 @@ fn run(cfg: Config) -> io::Result<()> {
     block_signals()?;
     let socket = cfg.socket.clone();
     let stats_file = cfg.stats_file.clone();
-    let mut device = Device::new(cfg)?;
+    let owner_socket = cfg.owner_socket.clone();
+    let mut device = Device::new(cfg.clone())?;
+    // The owner, with --owner-socket: its own socket, connection and DMA
+    // mappings, served on a thread of its own.
+    let owner = match &owner_socket {
+        Some(path) => Some((Device::new_owner(&cfg, &device)?, path.clone())),
+        None => None,
+    };
     let stats = device.shared().stats.clone();
+    let sockets: Vec<PathBuf> = owner_socket
+        .iter()
+        .cloned()
+        .chain([socket.clone()])
+        .collect();
 
     {
         // --fault-disconnect-after-requests: the device disappears.
-        let (stats, stats_file, socket) = (stats.clone(), stats_file.clone(), socket.clone());
+        let (stats, stats_file, sockets) = (stats.clone(), stats_file.clone(), sockets.clone());
         device.set_disconnect_hook(Box::new(move || {
             dump(&stats, stats_file.as_deref());
-            let _ = std::fs::remove_file(&socket);
+            for socket in &sockets {
+                let _ = std::fs::remove_file(socket);
+            }
             std::process::exit(0);
         }));
     }
-    spawn_signal_thread(stats.clone(), stats_file.clone(), socket.clone())?;
+    spawn_signal_thread(stats.clone(), stats_file.clone(), sockets)?;
 
+    // The owner's socket first: once --socket appears, both accept.
+    let owner_thread = match owner {
+        Some((mut owner, path)) => {
+            let listener = server::listen(&path, &owner)?;
+            Some(
+                thread::Builder::new()
+                    .name("devsim-owner".into())
+                    .spawn(move || {
+                        let result = server::serve(&listener, &mut owner);
+                        drop(listener);
+                        result
+                    })?,
+            )
+        }
+        None => None,
+    };
     let listener = server::listen(&socket, &device)?;
-    let result = server::serve(&listener, &mut device);
-    dump(&stats, stats_file.as_deref());
+    let mut result = server::serve(&listener, &mut device);
     drop(listener);
+    // The process exits once both clients have gone.
+    if let Some(t) = owner_thread {
+        let owner_result = t
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("owner thread panicked")));
+        result = result.and(owner_result);
+    }
+    dump(&stats, stats_file.as_deref());
     result
 }
 

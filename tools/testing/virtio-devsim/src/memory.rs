@@ -459,12 +459,12 @@ impl GuestMemory for DmaView<'_> {
         self.slices(addr, count).all(|s| s.is_ok())
     }
 
-    fn get_slices<'a>(
-        &'a self,
+    fn get_slices(
+        &self,
         addr: GuestAddress,
         count: usize,
         _access: Permissions,
-    ) -> GuestMemoryResult<impl GuestMemorySliceIterator<'a, DirtyLog>> {
+    ) -> GuestMemoryResult<impl GuestMemorySliceIterator<'_, DirtyLog>> {
         Ok(self.slices(addr, count))
     }
 }

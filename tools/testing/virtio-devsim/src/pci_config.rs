@@ -9,8 +9,16 @@
 //! a [`ConfigEvent`]: a power state change in the power management
 //! capability, and Initiate Function Level Reset in the PCI Express Device
 //! Control register.
+//!
+//! With an owner function (`--owner-socket`) both functions are functions
+//! of one multi-function slot: the header type says multi-function, and
+//! each has a 4 KiB configuration space with an ACS extended capability
+//! (SV, RR, CR and UF, enabled through a writable ACS Control), which lets
+//! Linux put each function in its own IOMMU group. The owner has no memory
+//! tracker and no device state capability, and a 64-byte common
+//! configuration (up to `admin_queue_num`).
 
-use crate::config::{BadCap, Config};
+use crate::config::{BadCap, Config, Role};
 use crate::layout::*;
 
 /// The PCI configuration space.
@@ -47,9 +55,16 @@ struct VirtioCap {
 }
 
 impl PciConfig {
-    /// Builds the configuration space for `cfg`.
+    /// Builds the configuration space of the function at `--socket` for
+    /// `cfg` (see [`Role::of`]).
     pub fn new(cfg: &Config) -> Self {
-        let size = if cfg.pasid {
+        Self::for_role(cfg, Role::of(cfg))
+    }
+
+    /// Builds the configuration space of a function playing `role`.
+    pub fn for_role(cfg: &Config, role: Role) -> Self {
+        let slot = role != Role::Single;
+        let size = if cfg.pasid || slot {
             EXT_CONFIG_SPACE_SIZE
         } else {
             CONFIG_SPACE_SIZE
@@ -62,15 +77,22 @@ impl PciConfig {
             pm: resettable,
             flr: resettable,
         };
-        pc.build_header();
-        pc.build_virtio_caps(cfg);
-        pc.build_msix_cap(cfg.queues);
+        pc.build_header(slot);
+        pc.build_virtio_caps(cfg, role);
+        let queues = match role {
+            Role::Owner => OWNER_REQUEST_QUEUES + OWNER_ADMIN_QUEUE_NUM,
+            _ => cfg.queues,
+        };
+        pc.build_msix_cap(queues);
         pc.build_pcie_cap(if resettable { CAP_PM_AT } else { 0 });
         if resettable {
             pc.build_pm_cap();
         }
         if cfg.pasid {
-            pc.build_pasid_ext_cap();
+            pc.build_pasid_ext_cap(if slot { ext_cap_acs_at(true) } else { 0 });
+        }
+        if slot {
+            pc.build_acs_ext_cap(ext_cap_acs_at(cfg.pasid));
         }
         pc.initial = pc.bytes.clone();
         pc
@@ -96,7 +118,7 @@ impl PciConfig {
         self.wmask[at..at + 4].copy_from_slice(&mask.to_le_bytes());
     }
 
-    fn build_header(&mut self) {
+    fn build_header(&mut self, multi_function: bool) {
         self.put16(0x00, PCI_VENDOR_ID);
         self.put16(0x02, PCI_DEVICE_ID);
         // Command: I/O, memory, bus master, parity, SERR, INTx disable.
@@ -107,8 +129,13 @@ impl PciConfig {
         self.put8(0x09, PCI_CLASS_CODE as u8);
         self.put8(0x0a, (PCI_CLASS_CODE >> 8) as u8);
         self.put8(0x0b, (PCI_CLASS_CODE >> 16) as u8);
-        // Header type 0, single function.
-        self.put8(0x0e, 0x00);
+        // Header type 0, single or multi-function.
+        let multi = if multi_function {
+            PCI_HEADER_TYPE_MULTI_FUNCTION
+        } else {
+            0
+        };
+        self.put8(0x0e, multi);
 
         // BAR1: 32-bit memory BAR.
         let bar1 = 0x10 + 4 * MSIX_BAR as usize;
@@ -142,13 +169,18 @@ impl PciConfig {
         }
     }
 
-    fn build_virtio_caps(&mut self, cfg: &Config) {
-        let caps = [
+    fn build_virtio_caps(&mut self, cfg: &Config, role: Role) {
+        let common_len = if role == Role::Owner {
+            OWNER_COMMON_CFG_LEN
+        } else {
+            COMMON_CFG_LEN
+        };
+        let all = [
             (
                 CAP_COMMON_AT,
                 VIRTIO_PCI_CAP_COMMON_CFG,
                 COMMON_CFG_OFFSET,
-                COMMON_CFG_LEN,
+                common_len,
             ),
             (
                 CAP_NOTIFY_AT,
@@ -176,6 +208,17 @@ impl PciConfig {
                 DEVICE_STATE_LEN,
             ),
         ];
+        // Absent capabilities leave their slot zero; the chain skips it.
+        let tracker = role != Role::Owner && !cfg.no_tracker;
+        let device_state = role != Role::Owner;
+        let caps: Vec<_> = all
+            .into_iter()
+            .filter(|c| match c.1 {
+                VIRTIO_PCI_CAP_MEMORY_TRACK_CFG => tracker,
+                VIRTIO_PCI_CAP_DEVICE_STATE_CFG => device_state,
+                _ => true,
+            })
+            .collect();
         for (i, &(at, cfg_type, offset, length)) in caps.iter().enumerate() {
             let next = caps.get(i + 1).map_or(CAP_MSIX_AT, |c| c.0);
             let mut cap = VirtioCap {
@@ -245,13 +288,28 @@ impl PciConfig {
         self.writable16(at + 4, PM_STATE_MASK);
     }
 
-    fn build_pasid_ext_cap(&mut self) {
+    /// The PASID extended capability, followed by the one at `next` (0: none).
+    fn build_pasid_ext_cap(&mut self, next: u16) {
         let at = EXT_CAP_PASID_AT as usize;
-        self.put32(at, PCI_EXT_CAP_ID_PASID as u32 | (1 << 16));
+        self.put32(
+            at,
+            PCI_EXT_CAP_ID_PASID as u32 | (1 << 16) | ((next as u32) << 20),
+        );
         // PASID capability: no execute/privileged modes, 20-bit PASIDs.
         self.put16(at + 4, (PASID_WIDTH as u16) << 8);
         // PASID control: enable.
         self.writable16(at + 6, 0x0001);
+    }
+
+    /// The ACS extended capability at `at`, last of the chain: no egress
+    /// control vector.
+    fn build_acs_ext_cap(&mut self, at: u16) {
+        let at = at as usize;
+        self.put32(at, PCI_EXT_CAP_ID_ACS as u32 | (1 << 16));
+        self.put16(at + 4, ACS_CAP);
+        // ACS Control: the supported bits are writable, 0 after reset.
+        self.put16(at + 6, 0);
+        self.writable16(at + 6, ACS_CAP);
     }
 
     /// Size of the configuration space region.
@@ -486,6 +544,113 @@ mod tests {
         assert_eq!(pc.write(CAP_PCIE_AT as u64 + 8, &[0, 0x80]), None);
         assert_eq!(pc.write(CAP_PM_AT as u64 + 4, &[3, 0]), None);
         assert_eq!(pc.power_state(), PM_STATE_D0);
+    }
+
+    fn chain(pc: &PciConfig) -> Vec<(u8, u8)> {
+        let mut b = [0u8; 256];
+        pc.read(0, &mut b);
+        let mut at = b[0x34];
+        let mut out = Vec::new();
+        while at != 0 {
+            let id = b[at as usize];
+            out.push((
+                at,
+                if id == PCI_CAP_ID_VNDR {
+                    b[at as usize + 3]
+                } else {
+                    id
+                },
+            ));
+            at = b[at as usize + 1];
+        }
+        out
+    }
+
+    /// (offset, id) of each extended capability.
+    fn ext_chain(pc: &PciConfig) -> Vec<(u16, u16)> {
+        let mut out = Vec::new();
+        let mut at = 0x100u16;
+        while at >= 0x100 && out.len() < 16 {
+            let mut h = [0u8; 4];
+            pc.read(at as u64, &mut h);
+            let h = u32::from_le_bytes(h);
+            if h == 0 {
+                break;
+            }
+            out.push((at, h as u16));
+            at = (h >> 20) as u16;
+        }
+        out
+    }
+
+    #[test]
+    fn slot_functions_have_acs_and_their_own_caps() {
+        let member_cfg = Config {
+            owner_socket: Some("/o".into()),
+            ..cfg()
+        };
+        let single = PciConfig::new(&cfg());
+        assert_eq!(single.len(), 256);
+        assert_eq!(ext_chain(&single), vec![]);
+        let member = PciConfig::new(&member_cfg);
+        let owner = PciConfig::for_role(&member_cfg, Role::Owner);
+        for pc in [&member, &owner] {
+            assert_eq!(pc.len(), 4096);
+            let mut h = [0u8; 1];
+            pc.read(0x0e, &mut h);
+            assert_eq!(h[0], 0x80, "multi-function");
+            assert_eq!(ext_chain(pc), vec![(0x100, PCI_EXT_CAP_ID_ACS)]);
+        }
+        assert_eq!(chain(&member), chain(&single));
+        let ids: Vec<u8> = chain(&owner).iter().map(|c| c.1).collect();
+        assert_eq!(
+            ids,
+            vec![1, 2, 3, 4, PCI_CAP_ID_MSIX, PCI_CAP_ID_EXP, PCI_CAP_ID_PM]
+        );
+        // The owner's common configuration is 64 bytes; 3 MSI-X vectors.
+        let mut b = [0u8; 4];
+        owner.read(CAP_COMMON_AT as u64 + 12, &mut b);
+        assert_eq!(u32::from_le_bytes(b), 0x40);
+        owner.read(CAP_MSIX_AT as u64 + 2, &mut b[..2]);
+        assert_eq!(u16::from_le_bytes([b[0], b[1]]), 2);
+        // ACS capability bits, control writable in those bits only.
+        let mut owner = owner;
+        owner.read(0x104, &mut b);
+        assert_eq!(b, [0x1d, 0, 0, 0]);
+        owner.write(0x106, &[0xff, 0xff]);
+        owner.read(0x106, &mut b[..2]);
+        assert_eq!(&b[..2], &[0x1d, 0]);
+        owner.reset();
+        owner.read(0x106, &mut b[..2]);
+        assert_eq!(&b[..2], &[0, 0]);
+        // With PASID: PASID at 0x100, then ACS.
+        let pasid = PciConfig::new(&Config {
+            pasid: true,
+            ..member_cfg.clone()
+        });
+        assert_eq!(
+            ext_chain(&pasid),
+            vec![(0x100, PCI_EXT_CAP_ID_PASID), (0x108, PCI_EXT_CAP_ID_ACS)]
+        );
+        // Without the tracker the chain skips its slot.
+        let no_tracker = PciConfig::new(&Config {
+            no_tracker: true,
+            ..cfg()
+        });
+        let ids: Vec<u8> = chain(&no_tracker).iter().map(|c| c.1).collect();
+        assert_eq!(
+            ids,
+            vec![
+                1,
+                2,
+                3,
+                4,
+                11,
+                PCI_CAP_ID_MSIX,
+                PCI_CAP_ID_EXP,
+                PCI_CAP_ID_PM
+            ]
+        );
     }
 
     #[test]

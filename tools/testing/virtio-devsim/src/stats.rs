@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::layout::Area;
 
@@ -48,8 +49,26 @@ pub struct Stats {
     /// Backing files mapped into the process (one per file, however many
     /// DMA mappings use it).
     pub dma_file_mmaps: AtomicU64,
+    /// Admin commands the owner took from its admin queue (with
+    /// `--owner-socket`; the counters of admin write recording are the
+    /// process's, kept with the member's).
+    pub admin_commands: AtomicU64,
+    /// Admin commands completed with a status other than OK, or without
+    /// room for a status.
+    pub admin_commands_failed: AtomicU64,
+    /// Page records the member stored.
+    pub write_records_stored: AtomicU64,
+    /// Page records READ commands returned (stray records of the fault
+    /// excluded).
+    pub write_records_read: AtomicU64,
+    /// New page records dropped because the store was full.
+    pub write_record_overflows: AtomicU64,
+    /// Successful WRITE_RECORDS_START commands.
+    pub write_records_started: AtomicU64,
     mmio_reads: [AtomicU64; Area::ALL.len()],
     mmio_writes: [AtomicU64; Area::ALL.len()],
+    /// The owner function's own counters, rendered with an `owner_` prefix.
+    owner: OnceLock<Arc<Stats>>,
 }
 
 fn slot(area: Area) -> usize {
@@ -82,8 +101,36 @@ impl Stats {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Every counter as `key=value` lines.
+    /// Renders the counters of `owner` (the owner function's) after these,
+    /// each key prefixed with `owner_`. Only the first call has an effect.
+    pub fn attach_owner(&self, owner: Arc<Stats>) {
+        let _ = self.owner.set(owner);
+    }
+
+    /// Every counter as `key=value` lines: the function's, the admin write
+    /// recording counters, then the owner's (`owner_` prefix) if attached.
     pub fn render(&self) -> String {
+        let mut s = self.render_function("");
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let admin = [
+            ("admin_commands", &self.admin_commands),
+            ("admin_commands_failed", &self.admin_commands_failed),
+            ("write_records_stored", &self.write_records_stored),
+            ("write_records_read", &self.write_records_read),
+            ("write_record_overflows", &self.write_record_overflows),
+            ("write_records_started", &self.write_records_started),
+        ];
+        for (k, v) in admin {
+            let _ = writeln!(s, "{k}={}", get(v));
+        }
+        if let Some(owner) = self.owner.get() {
+            s.push_str(&owner.render_function("owner_"));
+        }
+        s
+    }
+
+    /// The counters of one function, each key prefixed with `prefix`.
+    fn render_function(&self, prefix: &str) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut s = String::new();
         let scalars = [
@@ -106,14 +153,14 @@ impl Stats {
             ("dma_file_mmaps", &self.dma_file_mmaps),
         ];
         for (k, v) in scalars {
-            let _ = writeln!(s, "{k}={}", get(v));
+            let _ = writeln!(s, "{prefix}{k}={}", get(v));
         }
         for (i, area) in Area::ALL.iter().enumerate() {
-            let _ = writeln!(s, "mmio_reads_{}={}", area.name(), get(&self.mmio_reads[i]));
+            let name = area.name();
+            let _ = writeln!(s, "{prefix}mmio_reads_{name}={}", get(&self.mmio_reads[i]));
             let _ = writeln!(
                 s,
-                "mmio_writes_{}={}",
-                area.name(),
+                "{prefix}mmio_writes_{name}={}",
                 get(&self.mmio_writes[i])
             );
         }
@@ -142,5 +189,16 @@ mod tests {
         assert!(out.contains("requests_served=3\n"));
         assert!(out.contains("mmio_writes_notify=1\n"));
         assert!(out.contains("mmio_reads_memory_track=0\n"));
+        assert!(out.contains("admin_commands=0\n"));
+        assert!(!out.contains("owner_"));
+        let owner = Arc::new(Stats::default());
+        Stats::add(&owner.resets, 2);
+        Stats::add(&s.write_records_started, 1);
+        s.attach_owner(owner);
+        let out = s.render();
+        assert!(out.contains("\nresets=0\n"));
+        assert!(out.contains("\nowner_resets=2\n"));
+        assert!(out.contains("write_records_started=1\n"));
+        assert!(!out.contains("owner_admin_commands"));
     }
 }

@@ -8,6 +8,9 @@
 //! time, each held `--request-delay-ms`. A stop written through the device
 //! state capability prevents the next fetch but lets the fetched requests
 //! complete, which is what `queue_status` waits for.
+//!
+//! The owner's admin queue has a worker like the others; it executes admin
+//! commands ([`crate::admin`]) instead of block requests.
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -19,6 +22,7 @@ use std::time::Duration;
 use virtio_bindings::virtio_blk::VIRTIO_BLK_S_OK;
 use virtio_queue::QueueT;
 
+use crate::admin::Outcome;
 use crate::blk::Segment;
 use crate::device::Shared;
 use crate::stats::Stats;
@@ -105,6 +109,35 @@ fn complete(shared: &Shared, index: usize, generation: u64, req: Fetched) {
         // The device was reset while the request was in flight: it is
         // abandoned, guest memory is not touched.
         Stats::add(&shared.stats.requests_abandoned, 1);
+        return;
+    }
+    if shared.admin_queue() == Some(index) {
+        let Some(admin) = shared.admin.as_ref() else {
+            return;
+        };
+        match admin.execute(&mem, &req.segs) {
+            Outcome::Hang => {
+                // Never completed; not in flight either, so that resets do
+                // not wait for it.
+                vq.in_flight = vq.in_flight.saturating_sub(1);
+            }
+            Outcome::Done {
+                used_len,
+                reset_after,
+                ..
+            } => {
+                let _ = vq.queue.add_used(&mem, req.head, used_len);
+                if vq.queue.needs_notification(&mem).unwrap_or(true) {
+                    shared.interrupt_queue(vq.msix_vector);
+                }
+                vq.in_flight = vq.in_flight.saturating_sub(1);
+                drop(vq);
+                if reset_after {
+                    eprintln!("virtio-devsim: fault: owner resets after a READ");
+                    shared.reset_by_device();
+                }
+            }
+        }
         return;
     }
     let done = shared.blk.execute(&mem, &req.segs);

@@ -7,10 +7,14 @@ KOUT=$CACHE_DIR/build/kout
 SELFTESTS=$KOUT/selftests/vfio/virtio_mig
 DRIVER=virtio_vfio_mig
 
-# PCI addresses of the device-model functions (modern virtio-blk, subsystem 0x1100).
+# PCI addresses of the device-model functions (modern virtio-blk, subsystem 0x1100). With
+# run-vm.sh --owners (VVM_OWNERS=1) the owner functions (function 0 of slots 0x10 and up)
+# are left out: these are the functions a VFIO user gets.
 devsim_devices() {
 	local dev
 	for dev in /sys/bus/pci/devices/*; do
+		[ "${VVM_OWNERS:-0}" = 1 ] && [ "${dev##*.}" = 0 ] &&
+			[ $((16#$(basename "${dev%.*}" | cut -d: -f3))) -ge 16 ] && continue
 		[ "$(cat "$dev/vendor")" = 0x1af4 ] && [ "$(cat "$dev/device")" = 0x1042 ] &&
 			[ "$(cat "$dev/subsystem_device")" = 0x1100 ] && basename "$dev"
 	done
@@ -22,6 +26,74 @@ bind_driver() {
 	[ -e "$dev/driver" ] && echo "$bdf" >"$dev/driver/unbind"
 	echo "$bdf" >/sys/bus/pci/drivers_probe
 	[ "$(basename "$(readlink "$dev/driver")")" = "$DRIVER" ]
+}
+
+# Owner and member functions (virtio admin write recording). With run-vm.sh --owners the
+# guest has VVM_OWNERS=1 and device-model instance I is the multifunction slot 0x10+I:
+# function 0 is the owner, the other functions its members (group member id = function
+# number). Without --owners there are neither.
+OWNER_DRIVER=virtio_mig_owner
+
+# The owner driver's name, which driver_override must match exactly.
+owner_driver() {
+	echo "$OWNER_DRIVER"
+}
+
+# Device-model functions in slots 0x10 and up, in PCI address order.
+devsim_slot_functions() {
+	local dev bdf slot
+	[ "${VVM_OWNERS:-0}" = 1 ] || return 0
+	for dev in /sys/bus/pci/devices/*; do
+		bdf=$(basename "$dev")
+		slot=${bdf%.*}
+		slot=$((16#${slot##*:}))
+		[ "$slot" -ge 16 ] && [ "$(cat "$dev/vendor")" = 0x1af4 ] &&
+			[ "$(cat "$dev/device")" = 0x1042 ] && echo "$bdf"
+	done
+}
+
+devsim_owners() {
+	devsim_slot_functions | grep '\.0$'
+}
+
+devsim_members() {
+	devsim_slot_functions | grep -v '\.0$'
+}
+
+# The member of device-model instance I (run-vm.sh --devsim-args-for I).
+devsim_member() {
+	printf '0000:00:%02x.1\n' $((0x10 + $1))
+}
+
+# The owner of a member: function 0 of its slot.
+owner_of() {
+	echo "${1%.*}.0"
+}
+
+# Bind the owner driver (module virtio_vfio_mig) to function BDF. Bind owners before
+# their members: a member probed without a bound owner gets no admin backend until it is
+# bound again.
+bind_owner() {
+	local bdf=$1 dev=/sys/bus/pci/devices/$1 driver
+	driver=$(owner_driver)
+	echo "$driver" >"$dev/driver_override"
+	[ -e "$dev/driver" ] && echo "$bdf" >"$dev/driver/unbind"
+	echo "$bdf" >/sys/bus/pci/drivers_probe
+	[ "$(basename "$(readlink "$dev/driver")")" = "$driver" ]
+}
+
+# Unbind whatever driver BDF has; succeeds when it has none.
+unbind_function() {
+	local bdf=$1 dev=/sys/bus/pci/devices/$1
+	[ -e "$dev/driver" ] || return 0
+	echo "$bdf" >"$dev/driver/unbind"
+}
+
+# Name of the driver bound to BDF, empty when none.
+bound_driver() {
+	local link
+	link=$(readlink "/sys/bus/pci/devices/$1/driver") || return 0
+	basename "$link"
 }
 
 # Where each suite's output is also written: the console may lose output, the shared build

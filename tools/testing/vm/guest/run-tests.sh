@@ -2,15 +2,20 @@
 # SPDX-License-Identifier: GPL-2.0
 # Guest side of 'make check': the in-VM suites, each framed for the host summarizer.
 #
-#   run-tests.sh [all|viommu|mig-load|mig-fault|dirty-gra|dirty-past-length|dirty-byte]
+#   run-tests.sh [all|viommu|mig-load|mig-fault|dirty-gra|dirty-past-length|dirty-byte|
+#                 admin|admin-viommu]
 #
 # "viommu" is the smoke run with DMA translated by an emulated IOMMU: binding and I/O only.
 # "mig-load" and "mig-fault" need device models started with other options (requests held in
 # flight, queues that never stop): tools/testing/vm/run-variant-tests.sh boots a VM for each.
 # "dirty-gra", "dirty-past-length" and "dirty-byte" likewise run the dirty-logging test against
 # other device-model options: tools/testing/vm/run-variant-tests.sh.
+# "admin" and "admin-viommu" test dirty logging through owner functions (admin write
+# recording), each instance's device model started with other options:
+# tools/testing/vm/run-admin-tests.sh boots a VM for each (guest/admin-tests.sh).
 
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/admin-tests.sh"
 guest_setup
 
 # KUnit suites built into the kernel ran at boot; debugfs keeps their KTAP results.
@@ -164,6 +169,9 @@ mig-fault)
 	;;
 dirty-gra|dirty-past-length|dirty-byte)
 	run_suite "kselftest-vfio-$1" dirty_log_variant "${1#dirty-}"
+	;;
+admin|admin-viommu)
+	admin_suites "$1"
 	;;
 *)
 	echo "unknown suite set $1" >&2

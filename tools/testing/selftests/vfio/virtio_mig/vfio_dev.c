@@ -233,6 +233,7 @@ int vd_open(struct vd *d, const char *bdf, enum vd_mode mode)
 	memset(d, 0, sizeof(*d));
 	d->fd = d->container = d->group = d->iommufd = -1;
 	d->mode = mode;
+	d->dma_iova = VD_DMA_IOVA;
 	snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
 
 	errno = 0;
@@ -344,13 +345,13 @@ static int map_type1(struct vd *d, struct vu_mem *m)
 		.argsz = sizeof(map),
 		.flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
 		.vaddr = (uintptr_t)m->va,
-		.iova = VD_DMA_IOVA,
+		.iova = d->dma_iova,
 		.size = m->size,
 	};
 
 	if (ioctl(d->container, VFIO_IOMMU_MAP_DMA, &map))
 		return fail(d, "VFIO_IOMMU_MAP_DMA");
-	vu_mem_set_linear(m, VD_DMA_IOVA);
+	vu_mem_set_linear(m, d->dma_iova);
 	return 0;
 }
 
@@ -364,7 +365,7 @@ static int ioas_physical(struct vd *d, struct vu_mem *m)
 		struct iommu_ioas_noiommu_get_pa pa = {
 			.size = sizeof(pa),
 			.ioas_id = d->ioas_id,
-			.iova = VD_DMA_IOVA + off,
+			.iova = d->dma_iova + off,
 			.length = m->size - off,
 		};
 		size_t i;
@@ -403,14 +404,14 @@ static int map_ioas(struct vd *d, struct vu_mem *m)
 		.ioas_id = d->ioas_id,
 		.user_va = (uintptr_t)m->va,
 		.length = m->size,
-		.iova = VD_DMA_IOVA,
+		.iova = d->dma_iova,
 	};
 
 	if (ioctl(d->iommufd, IOMMU_IOAS_MAP, &map))
 		return fail(d, "IOMMU_IOAS_MAP");
 	if (d->noiommu)
 		return ioas_physical(d, m);
-	vu_mem_set_linear(m, VD_DMA_IOVA);
+	vu_mem_set_linear(m, d->dma_iova);
 	return 0;
 }
 
@@ -449,7 +450,7 @@ void vd_dma_unmap(struct vd *d)
 		struct iommu_ioas_unmap unmap = {
 			.size = sizeof(unmap),
 			.ioas_id = d->ioas_id,
-			.iova = VD_DMA_IOVA,
+			.iova = d->dma_iova,
 			.length = m->size,
 		};
 
@@ -457,7 +458,7 @@ void vd_dma_unmap(struct vd *d)
 	} else if (!d->noiommu) {
 		struct vfio_iommu_type1_dma_unmap unmap = {
 			.argsz = sizeof(unmap),
-			.iova = VD_DMA_IOVA,
+			.iova = d->dma_iova,
 			.size = m->size,
 		};
 

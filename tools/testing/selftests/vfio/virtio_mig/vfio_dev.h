@@ -41,6 +41,7 @@ struct vd {
 	void *bar[6];
 	size_t bar_size[6];
 	struct vu_mem *dma;	/* mapped by vd_dma_map() */
+	uint64_t dma_iova;	/* where vd_dma_map() maps behind an IOMMU; VD_DMA_IOVA */
 	char err[256];		/* what failed, for the test log */
 };
 
@@ -70,7 +71,8 @@ void *vd_map_bar(struct vd *d, unsigned int index);
 
 /*
  * Make @m reachable by the device and fill in its IOVAs: physical addresses
- * in no-IOMMU mode, VD_DMA_IOVA onwards otherwise.
+ * in no-IOMMU mode, d->dma_iova (VD_DMA_IOVA unless the caller changed it
+ * after vd_open()) onwards otherwise.
  */
 int vd_dma_map(struct vd *d, struct vu_mem *m);
 void vd_dma_unmap(struct vd *d);

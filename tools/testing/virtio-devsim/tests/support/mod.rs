@@ -459,7 +459,26 @@ impl Server {
     /// Spawns the binary with `args` (plus `--socket`, `--backing`) and
     /// waits for its socket.
     pub fn spawn(args: &[&str]) -> Self {
+        Self::spawn_in(tempfile::tempdir().unwrap(), args)
+    }
+
+    /// Spawns the binary with an owner function (`--owner-socket`, at
+    /// [`Server::owner_socket`]) and `args`; waits for both sockets.
+    pub fn spawn_pair(args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let owner = dir.path().join("owner.sock");
+        let owner = owner.to_str().unwrap().to_string();
+        let mut all = vec!["--owner-socket", owner.as_str()];
+        all.extend_from_slice(args);
+        let srv = Self::spawn_in(dir, &all);
+        assert!(
+            srv.owner_socket().exists(),
+            "the owner's socket comes first"
+        );
+        srv
+    }
+
+    fn spawn_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let socket = dir.path().join("devsim.sock");
         let backing = dir.path().join("disk.img");
         let child = Command::new(devsim_bin())
@@ -487,6 +506,44 @@ impl Server {
 
     pub fn stats_path(&self) -> PathBuf {
         self.dir.path().join("stats")
+    }
+
+    /// The owner function's socket ([`Server::spawn_pair`]).
+    pub fn owner_socket(&self) -> PathBuf {
+        self.dir.path().join("owner.sock")
+    }
+
+    /// Connects a client to the owner function and maps its own guest RAM.
+    pub fn connect_owner(&self) -> Driver<SocketBus> {
+        let mut client = Client::new(&self.owner_socket()).expect("connect owner");
+        let ram = memfd(MEM_SIZE);
+        client
+            .dma_map(0, 0, MEM_SIZE, ram.as_raw_fd())
+            .expect("dma map");
+        let mem = guest_view(&ram);
+        Driver {
+            bus: SocketBus(client),
+            mem,
+            queues: Vec::new(),
+            ram,
+        }
+    }
+
+    /// Asks for the statistics file (SIGUSR1) and waits until it holds
+    /// `key`.
+    pub fn dump_stats(&self, key: &str) {
+        let _ = std::fs::remove_file(self.stats_path());
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGUSR1) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(self.stats_path()).unwrap_or_default();
+            if text.lines().any(|l| l.starts_with(&format!("{key}="))) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no statistics file");
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Connects a client and maps guest RAM.
@@ -555,7 +612,26 @@ pub fn direct(cfg: Config) -> (Driver<DirectBus>, tempfile::TempDir) {
         backing: dir.path().join("disk.img"),
         ..cfg
     };
-    let mut dev = Device::new(cfg).expect("device");
+    let dev = Device::new(cfg).expect("device");
+    (attach(dev), dir)
+}
+
+/// An in-process member and its owner (`cfg` gets an `owner_socket`, which
+/// the library does not use), each with its own guest RAM mapped at 0.
+pub fn direct_pair(cfg: Config) -> (Driver<DirectBus>, Driver<DirectBus>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config {
+        backing: dir.path().join("disk.img"),
+        owner_socket: Some(dir.path().join("owner.sock")),
+        ..cfg
+    };
+    let member = Device::new(cfg.clone()).expect("member");
+    let owner = Device::new_owner(&cfg, &member).expect("owner");
+    (attach(member), attach(owner), dir)
+}
+
+/// A driver for `dev`, with fresh guest RAM mapped at IOVA 0.
+pub fn attach(mut dev: Device) -> Driver<DirectBus> {
     let ram = memfd(MEM_SIZE);
     dev.dma_map(
         DmaMapFlags::READ_WRITE,
@@ -566,15 +642,12 @@ pub fn direct(cfg: Config) -> (Driver<DirectBus>, tempfile::TempDir) {
     )
     .expect("dma map");
     let mem = guest_view(&ram);
-    (
-        Driver {
-            bus: DirectBus(dev),
-            mem,
-            queues: Vec::new(),
-            ram,
-        },
-        dir,
-    )
+    Driver {
+        bus: DirectBus(dev),
+        mem,
+        queues: Vec::new(),
+        ram,
+    }
 }
 
 /// See [`Driver::harvest`].
