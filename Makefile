@@ -98,7 +98,10 @@ bench: all
 	$(IN_ROOT) $(VM)/cargo.sh run --release --quiet --manifest-path $(DEVSIM)/Cargo.toml \
 		--example dma_map_bench
 	$(IN_ROOT) $(VM)/run-bench.sh
-	$(IN_ROOT) $(E2E)/run-e2e.sh --timeout 1500 --suites migrate --observe 120 --baseline
+	$(IN_ROOT) $(E2E)/run-e2e.sh --timeout 1500 --suites migrate --report
+	$(IN_ROOT) $(E2E)/run-e2e.sh --timeout 1500 --no-owners --suites migrate --observe 120 \
+		--baseline
+	$(IN_ROOT) python3 $(E2E)/compare.py
 
 rustfmtcheck clippy: kernel
 	$(IN_ROOT) $(VM)/kernel-build.sh $(if $(filter clippy,$@),CLIPPY=1 bzImage modules,rustfmtcheck)

@@ -449,6 +449,7 @@ class Scenario:
         # Writes go on during the whole migration: the last status before the switchover
         # says how many.
         t0 = time.monotonic()
+        self.figures["downtime_limit_ms"] = self.opts.downtime_limit
         self.migrate(uri, self.opts.downtime_limit, observe_s=self.opts.observe)
         info = self.wait_migration(self.opts.migrate_timeout)
         self.figures["migration"] = info

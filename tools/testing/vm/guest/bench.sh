@@ -9,6 +9,11 @@
 #   bench.sh loaded
 #       register accesses of a migration with 20 requests in flight, which the device models
 #       hold 100 ms each (run-bench.sh starts them so)
+#   bench.sh admin [dirty_log_bench options]
+#       the same DMA_LOGGING_REPORT latency through admin write recording: the member of
+#       device-model instance 0 (run-vm.sh --owners; run-bench.sh starts its device model
+#       without a memory tracker), its owner bound first; with the admin commands and bytes
+#       of each REPORT and the record-store overflow rate, from the instance's counters
 
 source "$(dirname "$0")/lib.sh"
 guest_setup
@@ -23,14 +28,19 @@ LOADED_GOAL=60
 mode=${1:-report}
 shift || true
 modprobe "$DRIVER" || exit 1
-read -r -a devices <<<"$(devsim_devices | tr '\n' ' ')"
-[ ${#devices[@]} -ge 2 ] || { echo "need two device-model functions" >&2; exit 1; }
-for bdf in "${devices[@]:0:2}"; do
-	[ "$(basename "$(readlink "/sys/bus/pci/devices/$bdf/driver")")" = "$DRIVER" ] ||
-		bind_driver "$bdf" || { echo "binding $bdf failed" >&2; exit 1; }
-done
 echo "# guest: $(nproc) CPUs, $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) MiB," \
 	"$(uname -r)"
+
+# The first two device-model functions, bound to the driver, into the array devices.
+bind_devices() {
+	local bdf
+	read -r -a devices <<<"$(devsim_devices | tr '\n' ' ')"
+	[ ${#devices[@]} -ge 2 ] || { echo "need two device-model functions" >&2; return 1; }
+	for bdf in "${devices[@]:0:2}"; do
+		[ "$(bound_driver "$bdf")" = "$DRIVER" ] ||
+			bind_driver "$bdf" || { echo "binding $bdf failed" >&2; return 1; }
+	done
+}
 
 # Runs virtio_mig_demo with REQUESTS in flight and prints the row of its access counts.
 accesses_row() {
@@ -52,14 +62,27 @@ accesses_row() {
 
 case "$mode" in
 report)
+	bind_devices || exit 1
 	accesses_row 0 "idle queue" "$IDLE_GOAL" || exit 1
 	# The buffer is locked 4 KiB pages; hugepages would only take memory from it.
 	echo 0 >/proc/sys/vm/nr_hugepages
 	"$SELFTESTS/dirty_log_bench" -b "${devices[0]}" "$@" 2>&1
 	;;
 loaded)
+	bind_devices || exit 1
 	# Only the source's count has a goal here; the destination's is the idle one.
 	accesses_row 20 "20 requests held 100 ms" "$LOADED_GOAL" || exit 1
+	;;
+admin)
+	[ "${VVM_OWNERS:-0}" = 1 ] || { echo "bench.sh admin needs run-vm.sh --owners" >&2; exit 1; }
+	member=$(devsim_member 0)
+	owner=$(owner_of "$member")
+	# The member finds its owner only if the owner is bound when the member is probed.
+	bind_owner "$owner" || { echo "binding $owner to $(owner_driver) failed" >&2; exit 1; }
+	bind_driver "$member" || { echo "binding $member failed" >&2; exit 1; }
+	echo 0 >/proc/sys/vm/nr_hugepages
+	"$SELFTESTS/dirty_log_bench" -b "$member" -a "$CACHE_DIR/build/devsim-stats/devsim0.stats" \
+		"$@" 2>&1
 	;;
 *)
 	echo "unknown mode $mode" >&2

@@ -15,11 +15,28 @@
  * 64-bit word is loaded; a word with bits set is exchanged atomically with 0
  * and its runs of set bits are copied into an output bitmap.
  *
- *   dirty_log_bench [-b BDF] [-m BUFFER_MIB] [-s SAMPLES]
+ * With -a the device is a member function whose dirty logging goes through
+ * its owner's admin write recording (admin-write-recording.rst; the device
+ * model started with --no-tracker, so the driver has no other backend): the
+ * same reads dirty the same pages, the owner records them, and a REPORT takes
+ * the records back with WRITE_RECORDS_READ commands. STATS_FILE is the member's
+ * device-model counters (run-vm.sh's devsim<I>.stats); the admin commands and
+ * records of each REPORT are their deltas, and the record-store overflows of
+ * the whole run are set against the records stored. The rows are the admin
+ * backend's: a density the buffer cannot reach is not measured, and the row
+ * says why; a row "buffer" dirties every buffer page of its range instead.
+ *
+ *   dirty_log_bench [-b BDF] [-m BUFFER_MIB] [-s SAMPLES] [-p PAGES_PER_READ]
+ *                   [-a STATS_FILE] [-c MIB:PERCENT[:packed] | -c MIB:buffer]...
+ *
+ * -p   4 KiB pages per device read request (default 64); each is one
+ *      descriptor, so the queue (device model --queue-size) must hold 2 more
+ * -c   measure this cell instead of the default rows (repeatable)
  */
 #include <endian.h>
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,12 +55,21 @@
 #define VIRTIO_BAR		4
 #define QUEUE_SIZE		256
 #define PAGES_PER_REQ		64
+#define MAX_PAGES_PER_REQ	4096
 #define MAX_INFLIGHT		3
 #define TIMEOUT_MS		20000
 
 #define SZ_4K			4096ULL
 #define SZ_2M			(2ULL << 20)
 #define SZ_1G			(1ULL << 30)
+
+/*
+ * Bytes of one WRITE_RECORDS_READ on the admin queue: the driver's header and
+ * window (24 + 16), the device's status and result header (8 + 8), 8 per record.
+ */
+#define ADMIN_READ_OUT		40
+#define ADMIN_READ_IN		16
+#define ADMIN_RECORD		8
 
 struct breq {
 	struct virtio_blk_outhdr hdr;
@@ -58,6 +84,10 @@ static struct breq *reqs;
 static uint8_t *data;		/* the buffer the device dirties */
 static size_t data_pages;
 static uint64_t capacity;
+static unsigned int pages_per_req = PAGES_PER_REQ;
+static struct vu_buf *bufs;
+/* The member's device-model counters (-a): admin mode. */
+static const char *stats_file;
 
 static void die(const char *what, int err)
 {
@@ -99,7 +129,7 @@ static void setup(const char *bdf, size_t buffer_mib)
 	uint8_t cfg[256];
 	struct vu_caps caps;
 	uint16_t cmd;
-	int ret;
+	int ret, tries;
 
 	ret = vd_open(&dev, bdf, VD_GROUP);
 	if (ret)
@@ -124,11 +154,33 @@ static void setup(const char *bdf, size_t buffer_mib)
 	if (vu_reset(&vdev, TIMEOUT_MS) ||
 	    vu_negotiate(&vdev, 1ULL << VIRTIO_F_ACCESS_PLATFORM, 1ULL << VIRTIO_F_VERSION_1))
 		die("virtio negotiation", EIO);
-	ret = vu_vq_setup(&vdev, &vq, 0, QUEUE_SIZE);
+	/*
+	 * Room for every request in flight: a larger queue than the device has is
+	 * cut down. Each ring must be physically contiguous, and past 256 entries
+	 * the descriptor table is more than a page: the buffer is 4 KiB pages, so
+	 * try further on until the rings land on contiguous ones.
+	 */
+	for (tries = 0; tries < 1024; tries++) {
+		ret = vu_vq_setup(&vdev, &vq, 0, QUEUE_SIZE > MAX_INFLIGHT * (pages_per_req + 2) ?
+				  QUEUE_SIZE : MAX_INFLIGHT * (pages_per_req + 2));
+		if (ret != -ENOMEM)
+			break;
+	}
 	if (ret)
 		die("queue setup", -ret);
+	if (vq.size < pages_per_req + 2) {
+		fprintf(stderr, "dirty_log_bench: a %u-entry queue cannot hold a %u-page read:"
+			" start the device model with a larger --queue-size\n", vq.size,
+			pages_per_req);
+		exit(1);
+	}
 	vu_driver_ok(&vdev);
 	capacity = vu_cfg_read64(&vdev, 0);
+	if (capacity <= 2ULL * pages_per_req * 8)
+		die("disk too small for the read size", EINVAL);
+	bufs = calloc(pages_per_req + 2, sizeof(*bufs));
+	if (!bufs)
+		die("memory", ENOMEM);
 	reqs = vu_mem_zalloc(&mem, MAX_INFLIGHT * sizeof(*reqs), 64);
 	/* The rest, page aligned, is the buffer. */
 	data = vu_mem_zalloc(&mem, 0, SZ_4K);
@@ -140,7 +192,6 @@ static void setup(const char *bdf, size_t buffer_mib)
 /* Device reads into every page of @page (indexes into the buffer). */
 static void dirty(const size_t *page, size_t n)
 {
-	struct vu_buf bufs[PAGES_PER_REQ + 2];
 	size_t next = 0, done = 0, submitted = 0;
 	bool busy[MAX_INFLIGHT] = {};
 	uint64_t sector = 0;
@@ -154,14 +205,14 @@ static void dirty(const size_t *page, size_t n)
 
 		for (i = 0; i < MAX_INFLIGHT && next < n; i++) {
 			struct breq *r = &reqs[i];
-			unsigned int count = n - next < PAGES_PER_REQ ? n - next : PAGES_PER_REQ;
+			unsigned int count = n - next < pages_per_req ? n - next : pages_per_req;
 
 			if (busy[i])
 				continue;
 			r->hdr.type = htole32(VIRTIO_BLK_T_IN);
 			r->hdr.sector = htole64(sector);
 			r->status = 0xff;
-			sector = (sector + count * 8) % (capacity - PAGES_PER_REQ * 8);
+			sector = (sector + count * 8) % (capacity - pages_per_req * 8);
 			bufs[0] = (struct vu_buf){ &r->hdr, sizeof(r->hdr) };
 			for (k = 0; k < count; k++)
 				bufs[1 + k] = (struct vu_buf){ data + page[next + k] * SZ_4K, SZ_4K };
@@ -221,13 +272,86 @@ static uint64_t scan(uint64_t *devmap, uint64_t *out, size_t words)
 	return set;
 }
 
+/* Counters of the member's device model (admin mode). */
+struct counters {
+	long long cmds;		/* admin_commands */
+	long long read;		/* write_records_read */
+	long long stored;	/* write_records_stored */
+	long long overflows;	/* write_record_overflows */
+};
+
+static void read_counters(struct counters *c)
+{
+	static const struct {
+		const char *key;
+		size_t off;
+	} keys[] = {
+		{ "admin_commands", offsetof(struct counters, cmds) },
+		{ "write_records_read", offsetof(struct counters, read) },
+		{ "write_records_stored", offsetof(struct counters, stored) },
+		{ "write_record_overflows", offsetof(struct counters, overflows) },
+	};
+	unsigned int found = 0, k;
+	char line[160];
+	FILE *f;
+
+	f = fopen(stats_file, "r");
+	if (!f)
+		die(stats_file, errno);
+	while (fgets(line, sizeof(line), f)) {
+		char *eq = strchr(line, '=');
+
+		if (!eq)
+			continue;
+		*eq = 0;
+		for (k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			if (strcmp(line, keys[k].key))
+				continue;
+			*(long long *)((char *)c + keys[k].off) = strtoll(eq + 1, NULL, 10);
+			found |= 1u << k;
+		}
+	}
+	fclose(f);
+	if (found != (1u << (sizeof(keys) / sizeof(keys[0]))) - 1)
+		die("device-model counters: admin write recording keys missing", ENOENT);
+}
+
+/*
+ * The counters once the device model has written them since now: run-vm.sh
+ * has them written twice a second, so two equal reads 600 ms apart.
+ */
+static void settle_counters(struct counters *c)
+{
+	struct counters prev;
+	int round;
+
+	read_counters(&prev);
+	for (round = 0; round < 20; round++) {
+		usleep(600 * 1000);
+		read_counters(c);
+		if (!memcmp(c, &prev, sizeof(*c)))
+			return;
+		prev = *c;
+	}
+	die("device-model counters do not settle", EAGAIN);
+}
+
 struct row {
 	uint64_t tracked;
 	double want;		/* fraction of the tracked pages */
 	bool packed;		/* lowest pages first instead of spread out */
+	bool all;		/* every buffer page in the range */
 	uint64_t pages, dirtied, reported, runs;
 	double report_us, clean_us, scan_us;
+	/* Admin mode: per REPORT, medians of the counter deltas. */
+	double cmds, records, clean_cmds, clean_records;
+	char skipped[160];	/* why the row was not measured */
 };
+
+static uint64_t admin_bytes(double cmds, double records)
+{
+	return cmds * (ADMIN_READ_OUT + ADMIN_READ_IN) + records * ADMIN_RECORD + 0.5;
+}
 
 /* The 2 MiB aligned window of @len bytes holding the most buffer pages. */
 static uint64_t best_window(const uint64_t *phys, size_t n, uint64_t len)
@@ -254,7 +378,8 @@ static void measure(struct row *row, int samples)
 	uint64_t *phys, base, page_size = SZ_4K, bits, words;
 	size_t i, ncand = 0, want, *pick;
 	uint64_t *bitmap, *pattern, *devmap, *out;
-	double *t_rep, *t_clean, *t_scan;
+	double *t_rep, *t_clean, *t_scan, *d_cmds, *d_recs, *c_cmds, *c_recs;
+	struct counters c0 = {}, c1 = {}, c2 = {};
 	struct dl_range r;
 	int s, ret;
 
@@ -276,7 +401,18 @@ static void measure(struct row *row, int samples)
 			pick[ncand++] = i;
 	}
 	row->pages = row->tracked / SZ_4K;
-	want = row->pages * row->want + 0.5;
+	want = row->all ? ncand : (size_t)(row->pages * row->want + 0.5);
+	if (want > ncand && stats_file) {
+		snprintf(row->skipped, sizeof(row->skipped),
+			 "not measured: needs %zu pages of device writes, the buffer has %zu"
+			 " in the range (VM memory %ld MiB)", want, ncand,
+			 (long)(sysconf(_SC_PHYS_PAGES) * (sysconf(_SC_PAGESIZE) >> 10) >> 10));
+		fprintf(stderr, "# %llu MiB tracked: %s\n",
+			(unsigned long long)(row->tracked >> 20), row->skipped);
+		free(phys);
+		free(pick);
+		return;
+	}
 	if (want > ncand)
 		want = ncand;
 	if (!row->packed)
@@ -298,12 +434,20 @@ static void measure(struct row *row, int samples)
 	t_rep = calloc(samples, sizeof(double));
 	t_clean = calloc(samples, sizeof(double));
 	t_scan = calloc(samples, sizeof(double));
-	if (!bitmap || !pattern || !devmap || !out || !t_rep || !t_clean || !t_scan)
+	d_cmds = calloc(samples, sizeof(double));
+	d_recs = calloc(samples, sizeof(double));
+	c_cmds = calloc(samples, sizeof(double));
+	c_recs = calloc(samples, sizeof(double));
+	if (!bitmap || !pattern || !devmap || !out || !t_rep || !t_clean || !t_scan ||
+	    !d_cmds || !d_recs || !c_cmds || !c_recs)
 		die("memory", ENOMEM);
 	/* Anything logged before this run. */
 	ret = dl_report(dev.fd, r.iova, r.len, page_size, bitmap);
 	if (ret)
 		die("DMA_LOGGING_REPORT", -ret);
+	/* Device writes between reports send no admin commands: each delta is one REPORT's. */
+	if (stats_file)
+		settle_counters(&c0);
 
 	for (s = 0; s < samples; s++) {
 		double t0;
@@ -316,6 +460,11 @@ static void measure(struct row *row, int samples)
 		t_rep[s] = now_us() - t0;
 		if (ret)
 			die("DMA_LOGGING_REPORT", -ret);
+		if (stats_file) {
+			settle_counters(&c1);
+			d_cmds[s] = c1.cmds - c0.cmds;
+			d_recs[s] = c1.read - c0.read;
+		}
 		row->runs = 0;
 		for (w = 0; w < words; w++) {
 			n += __builtin_popcountll(bitmap[w]);
@@ -332,6 +481,12 @@ static void measure(struct row *row, int samples)
 		t_clean[s] = now_us() - t0;
 		if (ret)
 			die("DMA_LOGGING_REPORT", -ret);
+		if (stats_file) {
+			settle_counters(&c2);
+			c_cmds[s] = c2.cmds - c1.cmds;
+			c_recs[s] = c2.read - c1.read;
+			c0 = c2;
+		}
 	}
 	for (s = 0; s < samples; s++) {
 		double t0;
@@ -350,6 +505,10 @@ static void measure(struct row *row, int samples)
 	row->report_us = median(t_rep, samples);
 	row->clean_us = median(t_clean, samples);
 	row->scan_us = median(t_scan, samples);
+	row->cmds = median(d_cmds, samples);
+	row->records = median(d_recs, samples);
+	row->clean_cmds = median(c_cmds, samples);
+	row->clean_records = median(c_recs, samples);
 	fprintf(stderr, "# %llu MiB tracked at %#llx: %zu buffer pages inside, %zu dirtied\n",
 		(unsigned long long)(row->tracked >> 20), (unsigned long long)base, ncand, want);
 	free(phys);
@@ -361,84 +520,255 @@ static void measure(struct row *row, int samples)
 	free(t_rep);
 	free(t_clean);
 	free(t_scan);
+	free(d_cmds);
+	free(d_recs);
+	free(c_cmds);
+	free(c_recs);
 }
 
-int main(int argc, char **argv)
+struct cell {
+	uint64_t tracked;
+	double want;
+	bool packed;
+	bool all;
+	double goal;		/* the ratio to reach, 0 where none is set */
+};
+
+/* The tracker's rows. */
+static const struct cell tracker_cells[] = {
+	{ SZ_1G, 0.001, false, false, 0 },	 { SZ_1G, 0.5, false, false, 3 },
+	{ SZ_1G, 0.5, true, false, 0 },		 { 16 * SZ_1G, 0.001, false, false, 1.5 },
+	{ 16 * SZ_1G, 0.5, false, false, 0 }, { 16 * SZ_1G, 0.5, true, false, 0 },
+};
+
+/* The admin backend's rows. */
+static const struct cell admin_cells[] = {
+	{ SZ_1G, 0.001, false, false, 0 },	 { SZ_1G, 0.5, false, false, 0 },
+	{ 16 * SZ_1G, 0.001, false, false, 0 }, { 16 * SZ_1G, 0.5, false, false, 0 },
+	{ 16 * SZ_1G, 0, false, true, 0 },
+};
+
+/* -c MIB:PERCENT[:packed] or MIB:buffer. */
+static bool parse_cell(const char *arg, struct cell *c)
 {
-	/* goal: the ratio to reach, 0 where none is set. */
-	static const struct {
-		uint64_t tracked;
-		double want;
-		bool packed;
-		double goal;
-	} cfgs[] = {
-		{ SZ_1G, 0.001, false, 0 },	 { SZ_1G, 0.5, false, 3 },
-		{ SZ_1G, 0.5, true, 0 },	 { 16 * SZ_1G, 0.001, false, 1.5 },
-		{ 16 * SZ_1G, 0.5, false, 0 }, { 16 * SZ_1G, 0.5, true, 0 },
-	};
-	struct row rows[sizeof(cfgs) / sizeof(cfgs[0])];
-	char found[8][VD_BDF_LEN], bdf[VD_BDF_LEN] = "";
-	size_t buffer_mib = 768;
-	int samples = 5, opt;
+	char *end;
+
+	*c = (struct cell){ .tracked = strtoull(arg, &end, 0) << 20 };
+	if (*end++ != ':' || !c->tracked || c->tracked % SZ_2M)
+		return false;
+	if (!strcmp(end, "buffer")) {
+		c->all = true;
+		return true;
+	}
+	c->want = strtod(end, &end) / 100;
+	if (!strcmp(end, ":packed"))
+		c->packed = true;
+	else if (*end)
+		return false;
+	return c->want > 0 && c->want <= 1;
+}
+
+/* The -c argument of @c, for the reproduce lines. */
+static void cell_arg(const struct cell *c, char *buf, size_t len)
+{
+	if (c->all)
+		snprintf(buf, len, "%llu:buffer", (unsigned long long)(c->tracked >> 20));
+	else
+		snprintf(buf, len, "%llu:%g%s", (unsigned long long)(c->tracked >> 20),
+			 c->want * 100, c->packed ? ":packed" : "");
+}
+
+static void cell_label(const struct cell *c, char *buf, size_t len)
+{
+	if (c->all)
+		snprintf(buf, len, "buffer");
+	else
+		snprintf(buf, len, "%g%%%s", c->want * 100, c->packed ? ", packed" : "");
+}
+
+static void tracked_label(uint64_t tracked, char *buf, size_t len)
+{
+	if (tracked % SZ_1G)
+		snprintf(buf, len, "%llu MiB", (unsigned long long)(tracked >> 20));
+	else
+		snprintf(buf, len, "%llu GiB", (unsigned long long)(tracked >> 30));
+}
+
+static void print_tracker(const struct cell *cells, const struct row *rows, unsigned int n)
+{
 	unsigned int i;
-
-	while ((opt = getopt(argc, argv, "b:m:s:")) != -1) {
-		switch (opt) {
-		case 'b':
-			snprintf(bdf, sizeof(bdf), "%s", optarg);
-			break;
-		case 'm':
-			buffer_mib = strtoul(optarg, NULL, 0);
-			break;
-		case 's':
-			samples = atoi(optarg);
-			break;
-		default:
-			fprintf(stderr, "usage: %s [-b BDF] [-m BUFFER_MIB] [-s SAMPLES]\n", argv[0]);
-			return 2;
-		}
-	}
-	if (samples < 1)
-		samples = 1;
-	if (!bdf[0]) {
-		if (vd_find(DEVSIM_VENDOR, DEVSIM_DEVICE, DEVSIM_SUBSYS, found, 8) < 1)
-			die("no virtio-devsim function", ENODEV);
-		snprintf(bdf, sizeof(bdf), "%s", found[0]);
-	}
-	setup(bdf, buffer_mib);
-	fprintf(stderr, "# %s, %zu MiB buffer (%zu pages), %d samples per cell, medians\n", bdf,
-		buffer_mib, data_pages, samples);
-
-	for (i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
-		rows[i] = (struct row){ .tracked = cfgs[i].tracked, .want = cfgs[i].want,
-					.packed = cfgs[i].packed };
-		measure(&rows[i], samples);
-	}
 
 	printf("%-8s %-14s %-20s %7s %12s %10s %12s %8s  %s\n", "tracked", "target",
 	       "dirty (reported)", "runs", "REPORT us", "clean us", "user scan us", "ratio",
 	       "goal");
-	for (i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
-		struct row *r = &rows[i];
+	for (i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
 		double ratio = r->report_us / r->scan_us;
-		char dirty_s[64], goal_s[32] = "";
+		char dirty_s[64], goal_s[32] = "", target[32], tracked[24];
 
+		cell_label(&cells[i], target, sizeof(target));
+		tracked_label(r->tracked, tracked, sizeof(tracked));
 		snprintf(dirty_s, sizeof(dirty_s), "%llu (%.3f%%)", (unsigned long long)r->reported,
 			 100.0 * r->reported / r->pages);
-		if (cfgs[i].goal)
-			snprintf(goal_s, sizeof(goal_s), "<= %.1f: %s", cfgs[i].goal,
-				 ratio <= cfgs[i].goal ? "met" : "not met");
-		printf("%-8s %-14s %-20s %7llu %12.1f %10.1f %12.1f %8.1f  %s\n",
-		       r->tracked >= SZ_1G * 16 ? "16 GiB" : "1 GiB",
-		       r->want < 0.01 ? "0.1%" : r->packed ? "50%, packed" : "50%", dirty_s,
-		       (unsigned long long)r->runs, r->report_us, r->clean_us, r->scan_us, ratio,
-		       goal_s);
+		if (cells[i].goal)
+			snprintf(goal_s, sizeof(goal_s), "<= %.1f: %s", cells[i].goal,
+				 ratio <= cells[i].goal ? "met" : "not met");
+		printf("%-8s %-14s %-20s %7llu %12.1f %10.1f %12.1f %8.1f  %s\n", tracked, target,
+		       dirty_s, (unsigned long long)r->runs, r->report_us, r->clean_us, r->scan_us,
+		       ratio, goal_s);
 	}
 	printf("# ratio = REPORT / userspace scan of the same bitmap (reproduce: make bench).\n"
 	       "# 'clean' is a REPORT right\n"
 	       "# after, with nothing new. A target the buffer cannot reach shows what was reached.\n"
 	       "# Dirty pages are spread evenly over the buffer's pages in the range, or 'packed':\n"
 	       "# the lowest ones, in runs as long as the buffer is physically contiguous.\n");
+}
+
+static void print_admin(const struct cell *cells, const struct row *rows, unsigned int n,
+			const char *argv0, const char *opts, const struct counters *total)
+{
+	unsigned int i;
+
+	printf("%-8s %-8s %-18s %10s %9s %12s %6s %5s %8s %8s %10s %11s\n", "tracked",
+	       "target", "dirty (reported)", "REPORT us", "clean us", "user scan us", "ratio",
+	       "cmds", "records", "bytes", "clean cmds", "clean bytes");
+	for (i = 0; i < n; i++) {
+		const struct row *r = &rows[i];
+		char dirty_s[64], target[32], tracked[24], arg[48];
+
+		cell_label(&cells[i], target, sizeof(target));
+		tracked_label(r->tracked, tracked, sizeof(tracked));
+		cell_arg(&cells[i], arg, sizeof(arg));
+		if (r->skipped[0]) {
+			printf("%-8s %-8s %s\n", tracked, target, r->skipped);
+		} else {
+			snprintf(dirty_s, sizeof(dirty_s), "%llu (%.3f%%)",
+				 (unsigned long long)r->reported, 100.0 * r->reported / r->pages);
+			printf("%-8s %-8s %-18s %10.1f %9.1f %12.1f %6.1f %5.0f %8.0f %8llu %10.0f"
+			       " %11llu\n", tracked, target, dirty_s, r->report_us, r->clean_us,
+			       r->scan_us, r->report_us / r->scan_us, r->cmds, r->records,
+			       (unsigned long long)admin_bytes(r->cmds, r->records), r->clean_cmds,
+			       (unsigned long long)admin_bytes(r->clean_cmds, r->clean_records));
+		}
+		printf("#   reproduce: make bench (%s%s -c %s)\n", argv0, opts, arg);
+	}
+	printf("# ratio = REPORT / userspace scan of the same bitmap; 'clean' is a REPORT right after,\n"
+	       "# with nothing new. cmds = admin commands the owner executed for the REPORT, records =\n"
+	       "# page records they returned, bytes = %d per command (header, window, status, result\n"
+	       "# header) + %d per record (device-model counters admin_commands, write_records_read;\n"
+	       "# medians of the per-REPORT deltas).\n", ADMIN_READ_OUT + ADMIN_READ_IN, ADMIN_RECORD);
+	printf("%-58s %lld overflows / %lld records stored = ",
+	       "record-store overflow rate, this bench's device writes", total->overflows,
+	       total->stored);
+	if (total->stored)
+		printf("%.4f %%\n", 100.0 * total->overflows / total->stored);
+	else
+		printf("n/a (nothing stored)\n");
+	printf("#   reproduce: make bench (%s%s, write_record_overflows / write_records_stored"
+	       " deltas over the run)\n", argv0, opts);
+}
+
+int main(int argc, char **argv)
+{
+	struct cell cells[16];
+	struct row rows[16];
+	const struct cell *defaults = tracker_cells;
+	unsigned int n = 0, i;
+	char found[8][VD_BDF_LEN], bdf[VD_BDF_LEN] = "", opts[1024] = "";
+	size_t buffer_mib = 768, ol = 0;
+	struct counters start = {}, end = {};
+	int samples = 5, opt;
+	const char *argv0;
+
+	while ((opt = getopt(argc, argv, "a:b:c:m:p:s:")) != -1) {
+		switch (opt) {
+		case 'a':
+			stats_file = optarg;
+			break;
+		case 'b':
+			snprintf(bdf, sizeof(bdf), "%s", optarg);
+			break;
+		case 'c':
+			if (n == sizeof(cells) / sizeof(cells[0]) || !parse_cell(optarg, &cells[n++])) {
+				fprintf(stderr, "%s: bad or too many -c %s\n", argv[0], optarg);
+				return 2;
+			}
+			continue;
+		case 'm':
+			buffer_mib = strtoul(optarg, NULL, 0);
+			break;
+		case 'p':
+			pages_per_req = strtoul(optarg, NULL, 0);
+			if (!pages_per_req || pages_per_req > MAX_PAGES_PER_REQ) {
+				fprintf(stderr, "%s: -p 1..%d\n", argv[0], MAX_PAGES_PER_REQ);
+				return 2;
+			}
+			break;
+		case 's':
+			samples = atoi(optarg);
+			break;
+		default:
+			fprintf(stderr, "usage: %s [-b BDF] [-m BUFFER_MIB] [-s SAMPLES]"
+				" [-p PAGES_PER_READ] [-a STATS_FILE]"
+				" [-c MIB:PERCENT[:packed] | -c MIB:buffer]...\n", argv[0]);
+			return 2;
+		}
+		/* Every option but -c, for the reproduce lines. */
+		if (ol < sizeof(opts))
+			ol += snprintf(opts + ol, sizeof(opts) - ol, " -%c %s", opt, optarg);
+	}
+	if (samples < 1)
+		samples = 1;
+	if (stats_file)
+		defaults = admin_cells;
+	if (!n) {
+		n = stats_file ? sizeof(admin_cells) / sizeof(admin_cells[0]) :
+				 sizeof(tracker_cells) / sizeof(tracker_cells[0]);
+		memcpy(cells, defaults, n * sizeof(cells[0]));
+	} else {
+		/* A default row keeps its goal. */
+		for (i = 0; i < n; i++) {
+			const struct cell *d = stats_file ? admin_cells : tracker_cells;
+			unsigned int k, nd = stats_file ?
+				sizeof(admin_cells) / sizeof(admin_cells[0]) :
+				sizeof(tracker_cells) / sizeof(tracker_cells[0]);
+
+			for (k = 0; k < nd; k++)
+				if (d[k].tracked == cells[i].tracked &&
+				    d[k].want - cells[i].want < 1e-9 && cells[i].want - d[k].want < 1e-9 &&
+				    d[k].packed == cells[i].packed && d[k].all == cells[i].all)
+					cells[i].goal = d[k].goal;
+		}
+	}
+	if (!bdf[0]) {
+		if (vd_find(DEVSIM_VENDOR, DEVSIM_DEVICE, DEVSIM_SUBSYS, found, 8) < 1)
+			die("no virtio-devsim function", ENODEV);
+		snprintf(bdf, sizeof(bdf), "%s", found[0]);
+		if (ol < sizeof(opts))
+			ol += snprintf(opts + ol, sizeof(opts) - ol, " -b %s", bdf);
+	}
+	argv0 = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+	setup(bdf, buffer_mib);
+	fprintf(stderr, "# %s, %zu MiB buffer (%zu pages), %u pages per read, %d samples per cell,"
+		" medians%s\n", bdf, buffer_mib, data_pages, pages_per_req, samples,
+		stats_file ? ", admin write recording" : "");
+	if (stats_file)
+		settle_counters(&start);
+
+	for (i = 0; i < n; i++) {
+		rows[i] = (struct row){ .tracked = cells[i].tracked, .want = cells[i].want,
+					.packed = cells[i].packed, .all = cells[i].all };
+		measure(&rows[i], samples);
+	}
+
+	if (stats_file) {
+		settle_counters(&end);
+		end.stored -= start.stored;
+		end.overflows -= start.overflows;
+		print_admin(cells, rows, n, argv0, opts, &end);
+	} else {
+		print_tracker(cells, rows, n);
+	}
 	vu_reset(&vdev, TIMEOUT_MS);
 	vd_close(&dev);
 	vu_mem_free(&mem);
