@@ -174,13 +174,21 @@ impl SplitQueue {
         Ok(self.read::<u16>(USED_OFF + 2)? != self.last_used)
     }
 
-    /// Copies the first `out.len()` bytes of the writable buffer to `out`.
+    /// Copies the first `out.len()` bytes of the writable buffer to `out`, a 64-bit word at a
+    /// time (the buffer is page aligned).
     pub(crate) fn copy_writable(&self, out: &mut [u8]) -> Result {
         if out.len() > WRITABLE_LEN {
             return Err(EINVAL);
         }
-        for (i, b) in out.iter_mut().enumerate() {
-            *b = self.read(WRITABLE_OFF + i)?;
+        let mut chunks = out.chunks_exact_mut(8);
+        let mut off = WRITABLE_OFF;
+        for chunk in &mut chunks {
+            chunk.copy_from_slice(&self.read::<u64>(off)?.to_le_bytes());
+            off += 8;
+        }
+        for b in chunks.into_remainder() {
+            *b = self.read(off)?;
+            off += 1;
         }
         Ok(())
     }

@@ -107,7 +107,8 @@ dirty_log_tests() {
 #   byte         devsim --byte-granular-dirty: whole bitmap bytes, eight pages at a time
 # The cases that do not depend on the device (argument checks) run in the "all" set only.
 DIRTY_DEVICE_TESTS="report_exact_4k report_exact_2m report_at_4k report_again_clean above_4g
-	harvest_race start_stop_cycles vfio_reset_reports_all virtio_reset_reports_all"
+	harvest_race start_stop_cycles vfio_reset_reports_all virtio_reset_reports_all
+	reset_reports_each_section_once"
 
 dirty_log_variant() {
 	local variant=$1 bdf params="" tests=$DIRTY_DEVICE_TESTS t args=() env=()
