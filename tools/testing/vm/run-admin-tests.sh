@@ -14,7 +14,10 @@
 #
 # Runs inside the toolchain root, like run-vm.sh:
 #
-#   tools/testing/vm/in-root.sh tools/testing/vm/run-admin-tests.sh [--timeout SECONDS] [SET...]
+#   tools/testing/vm/in-root.sh tools/testing/vm/run-admin-tests.sh [--timeout SECONDS] \
+#       [--kernel-variant NAME] [SET...]
+#
+# --kernel-variant boots the kernel kernel-build.sh --variant NAME built (make check-debug).
 #
 # Without a set every set runs. The output carries the @@suite/@@end markers summarize.py
 # reads; the exit status is that of the first boot that failed.
@@ -30,9 +33,11 @@ ALL_SETS=(admin admin-viommu)
 
 timeout_s=900
 sets=()
+variant=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--timeout) timeout_s=$2; shift ;;
+	--kernel-variant) variant=(--kernel-variant "$2"); shift ;;
 	*) [ -n "${VM_ARGS[$1]+set}" ] || die "unknown suite set $1"; sets+=("$1") ;;
 	esac
 	shift
@@ -49,7 +54,7 @@ for set in "${sets[@]}"; do
 	done
 	status=0
 	# Through a pipe: the VM reopens its output and would truncate a file there.
-	"$VM_DIR/run-vm.sh" --timeout "$timeout_s" "${args[@]}" -- \
+	"$VM_DIR/run-vm.sh" --timeout "$timeout_s" "${variant[@]}" "${args[@]}" -- \
 		"$VM_DIR/guest/run-tests.sh" "$set" 2>&1 | cat || status=$?
 	[ $rc != 0 ] || rc=$status
 done
