@@ -57,8 +57,9 @@ impl vfio::pci::Driver for SampleVariant {
     fn open_device(dev: &vfio::pci::Opened<'_, Self>) -> Result {
         // The BARs are mapped now; a real driver would bring its device-specific state up here.
         dev_dbg!(dev.device().pdev(), "first user opened the device\n");
-        // pci-testdev's BAR0 holds a hit counter at 0xc.
-        let count = dev.bar(0)?.try_read32(0xc)?;
+        // pci-testdev's BAR0 holds a hit counter at 0xc. BARs are reached under the memory
+        // lock, and only while the function decodes memory.
+        let count = dev.memory()?.bar(0)?.try_read32(0xc)?;
         dev_dbg!(
             dev.device().pdev(),
             "BAR0 ({} bytes) count {count}\n",

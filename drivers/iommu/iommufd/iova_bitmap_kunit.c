@@ -3,7 +3,9 @@
  * KUnit tests of iova_bitmap_set_pages(): in a user bitmap the test maps, it
  * must mark exactly the pages that one iova_bitmap_set() per page marks,
  * wherever the word lands (bit offsets, the pages of the user's bitmap, the
- * end of the pinned window, the edges of the bitmap's range).
+ * end of the pinned window, the edges of the bitmap's range). And of what
+ * counts as an error: a user bitmap that cannot be pinned, never a range
+ * that runs past the bitmap's end.
  */
 #include <kunit/test.h>
 #include <linux/iova_bitmap.h>
@@ -215,12 +217,64 @@ static void iova_bitmap_test_random(struct kunit *test)
 	}
 }
 
+/*
+ * A range that runs past the end of the bitmap's range (a dirty IOPTE larger
+ * than what was asked for) sets the bits inside it and is no error, even
+ * when its tail reaches into a page of user bitmap past the end.
+ */
+static void iova_bitmap_test_tail_past_range(struct kunit *test)
+{
+	struct fixture *f = test->priv;
+	size_t length = BITS_PER_UPAGE * PGSZ;
+	size_t words = BITS_PER_UPAGE / 64;
+	struct iova_bitmap *bitmap;
+	size_t i;
+
+	KUNIT_ASSERT_EQ(test, clear_user(f->ubuf, 2 * PAGE_SIZE), 0);
+	bitmap = iova_bitmap_alloc(RANGE_IOVA, length, PGSZ, f->ubuf);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(bitmap));
+	iova_bitmap_set(bitmap, RANGE_IOVA + length - 4 * PGSZ, 64 * PGSZ);
+	iova_bitmap_set(bitmap, RANGE_IOVA + length, PGSZ);
+	iova_bitmap_set(bitmap, RANGE_IOVA + 3 * PGSZ, PGSZ);
+	KUNIT_EXPECT_EQ(test, iova_bitmap_error(bitmap), 0);
+	iova_bitmap_free(bitmap);
+	KUNIT_ASSERT_EQ(test, copy_from_user(f->got, f->ubuf, PAGE_SIZE), 0);
+	KUNIT_EXPECT_EQ(test, f->got[0], BIT_ULL(3));
+	for (i = 1; i < words - 1; i++)
+		KUNIT_EXPECT_EQ(test, f->got[i], 0);
+	KUNIT_EXPECT_EQ(test, f->got[words - 1], GENMASK_ULL(63, 60));
+}
+
+static int set_first_page(struct iova_bitmap *bitmap, unsigned long iova, size_t length,
+			  void *opaque)
+{
+	iova_bitmap_set(bitmap, iova, PGSZ);
+	return 0;
+}
+
+/* A user bitmap that cannot be pinned fails the report: no silent loss. */
+static void iova_bitmap_test_unpinnable(struct kunit *test)
+{
+	struct iova_bitmap *bitmap;
+	unsigned long addr;
+
+	addr = kunit_vm_mmap(test, NULL, 0, PAGE_SIZE, PROT_READ, MAP_ANONYMOUS | MAP_PRIVATE, 0);
+	KUNIT_ASSERT_NE(test, addr, 0);
+	bitmap = iova_bitmap_alloc(RANGE_IOVA, 64 * PGSZ, PGSZ, (u64 __user *)addr);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(bitmap));
+	KUNIT_EXPECT_EQ(test, iova_bitmap_for_each(bitmap, NULL, set_first_page), -EFAULT);
+	KUNIT_EXPECT_EQ(test, iova_bitmap_error(bitmap), -EFAULT);
+	iova_bitmap_free(bitmap);
+}
+
 static struct kunit_case iova_bitmap_test_cases[] = {
 	KUNIT_CASE(iova_bitmap_test_bit_offsets),
 	KUNIT_CASE(iova_bitmap_test_unaligned_user_bitmap),
 	KUNIT_CASE(iova_bitmap_test_range_edges),
 	KUNIT_CASE(iova_bitmap_test_window_advance),
 	KUNIT_CASE(iova_bitmap_test_random),
+	KUNIT_CASE(iova_bitmap_test_tail_past_range),
+	KUNIT_CASE(iova_bitmap_test_unpinnable),
 	{}
 };
 
@@ -231,6 +285,6 @@ static struct kunit_suite iova_bitmap_test_suite = {
 };
 kunit_test_suite(iova_bitmap_test_suite);
 
-MODULE_DESCRIPTION("KUnit tests of iova_bitmap_set_pages()");
+MODULE_DESCRIPTION("KUnit tests of iova_bitmap recording");
 MODULE_LICENSE("GPL");
 MODULE_IMPORT_NS("IOMMUFD");

@@ -89,13 +89,21 @@ pub trait Driver: Send + Sync + Sized + 'static {
     }
 
     /// Called when the first user opens the device, after `vfio_pci_core` enabled it and before
-    /// it finishes enabling (the BARs are mapped: see [`Opened::bar`]).
+    /// it finishes enabling (the BARs are mapped: see [`Opened::memory`]).
     fn open_device(_dev: &Opened<'_, Self>) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
     /// Called when the last user closes the device, before `vfio_pci_core` disables it.
     fn close_device(_dev: &Opened<'_, Self>) {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Called when the last user closed the device, after `vfio_pci_core` disabled it: bus
+    /// mastering is off, so the device no longer reaches memory by DMA, and the BARs are
+    /// unmapped. What the driver could not stop in [`Driver::close_device`] (say, because the
+    /// user had turned memory decoding off) can be let go here.
+    fn device_disabled(_dev: &CoreDevice<Self>) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -251,10 +259,53 @@ impl<'a, T> Opened<'a, T> {
         self.dev
     }
 
-    /// The MMIO mapping `vfio_pci_core` holds for memory BAR `bar`, valid while the device is
-    /// open. Accesses are bounds-checked against the BAR length.
+    /// Access to the device's memory BARs, or `EIO` when the function does not decode memory
+    /// now (the user cleared Memory Space Enable in its command register, or put the function
+    /// in D3hot or a low-power state). Holds `vfio_pci_core`'s `memory_lock` for read, as its
+    /// own BAR accessors do: the user changing decoding and resets (which take it for write)
+    /// wait until the access is dropped. Never hold one across a user copy or a page pin: a
+    /// fault on the device's own BAR mapping takes `memory_lock` under `mmap_lock`.
+    pub fn memory(&self) -> Result<MemoryAccess<'_, T>> {
+        let core = self.dev.as_raw();
+        // SAFETY: `core` is valid by the type invariants of `CoreDevice`; `memory_lock` was
+        // initialized by `vfio_pci_core_init_dev()`.
+        unsafe { bindings::down_read(addr_of_mut!((*core).memory_lock)) };
+        // SAFETY: The device is open (`vconfig` exists) and `memory_lock` is held, so the
+        // answer holds until it is released.
+        if !unsafe { bindings::__vfio_pci_memory_enabled(core) } {
+            // SAFETY: Taken just above.
+            unsafe { bindings::up_read(addr_of_mut!((*core).memory_lock)) };
+            return Err(EIO);
+        }
+        // INVARIANT: `memory_lock` is held for read and the device decodes memory.
+        Ok(MemoryAccess { dev: self.dev })
+    }
+}
+
+/// The memory BARs of an open device that decodes memory, for as long as this lives.
+///
+/// # Invariants
+///
+/// `dev` is open, `memory_lock` of `dev` is held for read, and `__vfio_pci_memory_enabled()`
+/// held when it was taken.
+pub struct MemoryAccess<'a, T> {
+    dev: &'a CoreDevice<T>,
+}
+
+impl<T> MemoryAccess<'_, T> {
+    /// The MMIO mapping `vfio_pci_core` holds for memory BAR `bar`, for as long as the access
+    /// lasts. Accesses are bounds-checked against the BAR length. An I/O BAR is refused
+    /// (`EINVAL`): its cookie is not an MMIO address.
     pub fn bar(&self, bar: u8) -> Result<Mmio<'_, Region>> {
         if usize::from(bar) >= bindings::PCI_STD_NUM_BARS as usize {
+            return Err(EINVAL);
+        }
+        let pdev = self.dev.pdev();
+        // SAFETY: `pdev` is a valid PCI device.
+        let memory_bars = unsafe {
+            bindings::pci_select_bars(pdev.as_raw(), bindings::IORESOURCE_MEM as c_ulong)
+        };
+        if memory_bars & (1 << bar) == 0 {
             return Err(EINVAL);
         }
         // SAFETY: `core` is valid by the type invariants of `CoreDevice`.
@@ -264,11 +315,19 @@ impl<'a, T> Opened<'a, T> {
         if addr.is_null() {
             return Err(ENODEV);
         }
-        let len = self.dev.pdev().resource_len(u32::from(bar))?;
+        let len = pdev.resource_len(u32::from(bar))?;
         let raw = MmioRaw::new_region(addr as usize, usize::try_from(len)?)?;
-        // SAFETY: `vfio_pci_core_enable()` mapped the whole BAR at `addr`, and it stays mapped
-        // until `vfio_pci_core_disable()`, which cannot run while `self` (an open device) lives.
+        // SAFETY: `vfio_pci_core_enable()` mapped the whole memory BAR at `addr`, and it stays
+        // mapped until `vfio_pci_core_disable()`, which cannot run while the device is open (the
+        // type invariants); the device decodes it while `self` holds `memory_lock`.
         Ok(unsafe { Mmio::from_raw(raw) })
+    }
+}
+
+impl<T> Drop for MemoryAccess<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariants `memory_lock` is held for read, by `self`.
+        unsafe { bindings::up_read(addr_of_mut!((*self.dev.as_raw()).memory_lock)) };
     }
 }
 
@@ -385,6 +444,10 @@ impl<T: Driver> VTable<T> {
         }
         // SAFETY: Per the safety requirements.
         unsafe { bindings::vfio_pci_core_close_device(vdev) };
+        if T::HAS_DEVICE_DISABLED {
+            // SAFETY: Per the safety requirements; the device is still registered.
+            T::device_disabled(unsafe { CoreDevice::<T>::from_vfio_device(vdev) });
+        }
     }
 
     /// # Safety

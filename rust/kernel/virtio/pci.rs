@@ -43,7 +43,8 @@ use virtio_mig_core::{
 
 pub use virtio_mig_core::{
     cap_walker::CapRegion,
-    layout::DeviceStatus, //
+    layout::DeviceStatus,
+    mig_stream::Selectors, //
 };
 
 // The constants Linux defines too must be its values.
@@ -367,6 +368,29 @@ impl<'a> CommonCfg<'a> {
         Ok(u64::from(hi) << 32 | u64::from(lo))
     }
 
+    /// The selector registers as they are now: whoever uses the device (the guest) relies on
+    /// them between its accesses, so a second user writes back what it found.
+    pub fn selectors(&self) -> Result<Selectors> {
+        Ok(Selectors {
+            device_feature_select: self.0.read(common::DEVICE_FEATURE_SELECT)?,
+            driver_feature_select: self.0.read(common::DRIVER_FEATURE_SELECT)?,
+            queue_select: self.0.read(common::QUEUE_SELECT)?,
+        })
+    }
+
+    /// Writes the selector registers.
+    pub fn set_selectors(&self, selectors: &Selectors) -> Result {
+        self.0.write(
+            common::DEVICE_FEATURE_SELECT,
+            selectors.device_feature_select,
+        )?;
+        self.0.write(
+            common::DRIVER_FEATURE_SELECT,
+            selectors.driver_feature_select,
+        )?;
+        self.0.write(common::QUEUE_SELECT, selectors.queue_select)
+    }
+
     /// All 64 feature bits the driver accepted.
     pub fn driver_features(&self) -> Result<u64> {
         self.0.write(common::DRIVER_FEATURE_SELECT, 0)?;
@@ -521,6 +545,21 @@ impl<'a> DeviceCfg<'a> {
     /// drivers read device-specific 64-bit fields 32 bits at a time.
     pub fn read_u32(&self, off: u16) -> Result<u32> {
         self.0.read(Reg::<u32>::at(off))
+    }
+
+    /// Writes the 8-bit field at `off`.
+    pub fn write_byte(&self, off: u16, value: u8) -> Result {
+        self.0.write(Reg::<u8>::at(off), value)
+    }
+
+    /// Writes the 16-bit field at `off`.
+    pub fn write_u16(&self, off: u16, value: u16) -> Result {
+        self.0.write(Reg::<u16>::at(off), value)
+    }
+
+    /// Writes the 32-bit field at `off` (or one half of a 64-bit one).
+    pub fn write_u32(&self, off: u16, value: u32) -> Result {
+        self.0.write(Reg::<u32>::at(off), value)
     }
 }
 

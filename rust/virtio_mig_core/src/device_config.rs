@@ -68,6 +68,30 @@ pub fn fields(device_type: u32) -> &'static [ConfigRead] {
     }
 }
 
+/// `VIRTIO_BLK_F_CONFIG_WCE`: the driver may switch the cache mode in `writeback`.
+pub const VIRTIO_BLK_F_CONFIG_WCE: u64 = 1 << 11;
+
+/// `writeback` of `struct virtio_blk_config`.
+const BLOCK_WRITEBACK: &[ConfigRead] = &[f(32, 1)];
+
+/// The fields of a `device_type` configuration the driver writes, with the features it
+/// negotiated, `driver_features`: the destination gets them back from the stream (its device
+/// starts with the defaults). Only fields inside the first `len` bytes count.
+pub fn writable(
+    device_type: u32,
+    driver_features: u64,
+    len: u16,
+) -> impl Iterator<Item = ConfigRead> {
+    let table = match device_type {
+        VIRTIO_ID_BLOCK if driver_features & VIRTIO_BLK_F_CONFIG_WCE != 0 => BLOCK_WRITEBACK,
+        _ => &[],
+    };
+    table
+        .iter()
+        .copied()
+        .filter(move |w| u32::from(w.offset) + u32::from(w.width) <= u32::from(len))
+}
+
 /// The reads that fetch the first `len` bytes of a `device_type`
 /// configuration, in offset order.
 pub fn reads(device_type: u32, len: u16) -> ConfigReads {
@@ -138,6 +162,18 @@ mod tests {
         assert_eq!(r.last(), Some(&f(56, 1)));
         // Every access is aligned to its width.
         assert!(r.iter().all(|x| x.offset % u16::from(x.width) == 0));
+    }
+
+    #[test]
+    fn writeback_is_written_back_only_with_config_wce() {
+        let w = |features, len| writable(VIRTIO_ID_BLOCK, features, len).collect::<Vec<_>>();
+        assert_eq!(w(VIRTIO_BLK_F_CONFIG_WCE, 0x3c), [f(32, 1)]);
+        assert_eq!(w(VIRTIO_BLK_F_CONFIG_WCE | 1 << 32, 33), [f(32, 1)]);
+        assert_eq!(w(!VIRTIO_BLK_F_CONFIG_WCE, 0x3c), []);
+        assert_eq!(w(VIRTIO_BLK_F_CONFIG_WCE, 32), []);
+        assert_eq!(writable(1, !0, 0x3c).count(), 0);
+        // What is written back was read at the same width.
+        assert!(reads(VIRTIO_ID_BLOCK, 0x3c).any(|r| r == f(32, 1)));
     }
 
     #[test]

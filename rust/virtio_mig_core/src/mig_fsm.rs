@@ -299,6 +299,19 @@ impl Action {
             Action::CloseFiles => "close-files",
         }
     }
+
+    /// Whether the action reads or writes the device's registers. An arc with none (closing
+    /// the files on STOP_COPY -> STOP, opening the resuming file) works even while the device
+    /// does not decode memory.
+    pub const fn touches_device(self) -> bool {
+        matches!(
+            self,
+            Action::QuiesceQueues
+                | Action::ResumeQueues
+                | Action::SaveFinalState
+                | Action::LoadState
+        )
+    }
 }
 
 /// Actions of a device reset (FLR or `VFIO_DEVICE_RESET`) in any state,

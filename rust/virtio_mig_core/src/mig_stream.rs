@@ -60,6 +60,9 @@ pub const SECTION_MSIX_CONFIG: u16 = 3;
 pub const SECTION_QUEUE: u16 = 4;
 /// Section type: raw device-specific configuration space.
 pub const SECTION_DEVICE_CONFIG: u16 = 5;
+/// Section type: [`Selectors`], the guest's selector registers (optional: a reader that
+/// does not know it leaves the destination's selectors at their reset values).
+pub const SECTION_SELECTORS: u16 = 6;
 
 /// Payload length of [`SECTION_DEVICE_IDENTITY`].
 pub const IDENTITY_LEN: usize = 32;
@@ -69,6 +72,8 @@ pub const DRIVER_STATE_LEN: usize = 16;
 pub const MSIX_CONFIG_LEN: usize = 8;
 /// Payload length of [`SECTION_QUEUE`].
 pub const QUEUE_LEN: usize = 40;
+/// Payload length of [`SECTION_SELECTORS`].
+pub const SELECTORS_LEN: usize = 16;
 
 /// Largest number of queues a stream may describe.
 pub const MAX_QUEUES: usize = 1024;
@@ -98,6 +103,7 @@ pub const fn final_frame_len(num_queues: usize, device_config_len: usize) -> usi
         + section_len(IDENTITY_LEN)
         + section_len(DRIVER_STATE_LEN)
         + section_len(MSIX_CONFIG_LEN)
+        + section_len(SELECTORS_LEN)
         + CRC_LEN;
     fixed
         .saturating_add(num_queues.saturating_mul(section_len(QUEUE_LEN)))
@@ -328,6 +334,42 @@ impl QueueState {
     }
 }
 
+/// The selector registers of the common configuration, as the guest left them: the driver
+/// saves them before its own accesses and writes them back after, and the destination gets
+/// the source's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Selectors {
+    /// `device_feature_select`.
+    pub device_feature_select: u32,
+    /// `driver_feature_select`.
+    pub driver_feature_select: u32,
+    /// `queue_select`.
+    pub queue_select: u16,
+}
+
+impl Selectors {
+    /// Encodes the section payload (reserved bytes 0).
+    pub fn to_bytes(self) -> [u8; SELECTORS_LEN] {
+        let mut b = [0u8; SELECTORS_LEN];
+        wr(&mut b, 0, &self.device_feature_select.to_le_bytes());
+        wr(&mut b, 4, &self.driver_feature_select.to_le_bytes());
+        wr(&mut b, 8, &self.queue_select.to_le_bytes());
+        b
+    }
+
+    /// Decodes a section payload of exactly [`SELECTORS_LEN`] bytes.
+    pub fn from_bytes(p: &[u8]) -> Option<Self> {
+        if p.len() != SELECTORS_LEN {
+            return None;
+        }
+        Some(Selectors {
+            device_feature_select: rd32(p, 0),
+            driver_feature_select: rd32(p, 4),
+            queue_select: rd16(p, 8),
+        })
+    }
+}
+
 fn msix_config_bytes(vector: u16) -> [u8; MSIX_CONFIG_LEN] {
     let mut b = [0u8; MSIX_CONFIG_LEN];
     wr(&mut b, 0, &vector.to_le_bytes());
@@ -436,6 +478,11 @@ impl<'b> FrameWriter<'b> {
         );
     }
 
+    /// Appends the (optional) selectors section.
+    pub fn selectors(&mut self, sel: &Selectors) {
+        self.section(SECTION_SELECTORS, 0, &sel.to_bytes());
+    }
+
     /// Appends a (mandatory) queue section.
     pub fn queue(&mut self, q: &QueueState) {
         self.section(SECTION_QUEUE, SECTION_MANDATORY, &q.to_bytes());
@@ -492,6 +539,8 @@ pub struct SavedState<'a> {
     pub driver: DriverState,
     /// `config_msix_vector`.
     pub config_msix_vector: u16,
+    /// The guest's selector registers.
+    pub selectors: Selectors,
     /// One entry per queue, `0..identity.num_queues` in any order.
     pub queues: &'a [QueueState],
     /// Device-specific configuration, `identity.device_config_len` bytes.
@@ -513,6 +562,7 @@ pub fn encode_final(out: &mut [u8], state: &SavedState<'_>) -> Result<usize, Enc
     w.identity(&state.identity);
     w.driver_state(&state.driver);
     w.msix_config(state.config_msix_vector);
+    w.selectors(&state.selectors);
     for q in state.queues {
         w.queue(q);
     }
@@ -747,6 +797,8 @@ pub struct Frame<'a> {
     pub driver: Option<DriverState>,
     /// Configuration MSI-X vector (present in a final frame).
     pub config_msix_vector: Option<u16>,
+    /// The guest's selector registers (optional, final frames only).
+    pub selectors: Option<Selectors>,
     /// Device-specific configuration (present in a final frame).
     pub device_config: Option<&'a [u8]>,
     /// Number of queue sections (all queues in a final frame).
@@ -817,6 +869,7 @@ impl<'a> Frame<'a> {
             identity: DeviceIdentity::default(),
             driver: None,
             config_msix_vector: None,
+            selectors: None,
             device_config: None,
             num_queue_sections: 0,
             body,
@@ -845,6 +898,7 @@ impl<'a> Frame<'a> {
                     | SECTION_MSIX_CONFIG
                     | SECTION_QUEUE
                     | SECTION_DEVICE_CONFIG
+                    | SECTION_SELECTORS
             );
             if !known {
                 if s.flags & SECTION_MANDATORY != 0 {
@@ -881,6 +935,9 @@ impl<'a> Frame<'a> {
                         return Err(bad_len);
                     }
                     out.config_msix_vector = Some(rd16(s.payload, 0));
+                }
+                SECTION_SELECTORS => {
+                    out.selectors = Some(Selectors::from_bytes(s.payload).ok_or(bad_len)?);
                 }
                 SECTION_QUEUE => {
                     let q = QueueState::from_bytes(s.payload).ok_or(bad_len)?;

@@ -305,7 +305,15 @@ impl Dev {
         }
     }
 
-    fn run(&mut self, a: Action) {
+    /// Runs `a` on the model; returns whether it needed the device's registers (queue state,
+    /// the saved state, the restored state).
+    fn run(&mut self, a: Action) -> bool {
+        let (running, saved) = (self.queues_running, self.final_sent);
+        self.apply(a);
+        a == Action::LoadState || running != self.queues_running || (!saved && self.final_sent)
+    }
+
+    fn apply(&mut self, a: Action) {
         match a {
             Action::QuiesceQueues => {
                 assert!(self.queues_running);
@@ -357,7 +365,8 @@ fn actions_keep_device_consistent_with_state() {
                 while cur != to {
                     let next = next_step(cur, to, flags).unwrap();
                     for &a in arc_actions(cur, next).unwrap() {
-                        dev.run(a);
+                        let used = dev.run(a);
+                        assert_eq!(a.touches_device(), used, "{} ({cur} -> {next})", a.name());
                     }
                     cur = next;
                     let mut want = Dev::for_state(cur);

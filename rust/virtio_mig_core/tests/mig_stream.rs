@@ -64,10 +64,17 @@ fn state<'a>(queues: &'a [QueueState], config: &'a [u8]) -> SavedState<'a> {
             config_generation: 3,
         },
         config_msix_vector: 0,
+        selectors: SELECTORS,
         queues,
         device_config: config,
     }
 }
+
+const SELECTORS: Selectors = Selectors {
+    device_feature_select: 1,
+    driver_feature_select: 0x8000_0001,
+    queue_select: 0x1ff,
+};
 
 fn final_frame() -> Vec<u8> {
     let qs = queues();
@@ -128,8 +135,11 @@ fn round_trip_final() {
     assert_eq!(f.num_queue_sections, 2);
     assert_eq!(f.queues().collect::<Vec<_>>(), queues());
     let types: Vec<u16> = f.sections().map(|s| s.ty).collect();
-    assert_eq!(types, [1, 2, 3, 4, 4, 5]);
-    assert!(f.sections().all(|s| s.flags == SECTION_MANDATORY));
+    assert_eq!(types, [1, 2, 3, 6, 4, 4, 5]);
+    // Every section is mandatory but the selectors.
+    assert!(f
+        .sections()
+        .all(|s| (s.flags == SECTION_MANDATORY) == (s.ty != SECTION_SELECTORS)));
 }
 
 #[test]
@@ -566,6 +576,7 @@ proptest! {
         cfg in proptest::collection::vec(any::<u8>(), 64),
         drv in any::<(u64, u8, u8)>(),
         msix in any::<u16>(),
+        sel in any::<(u32, u32, u16)>(),
         order_seed in any::<u64>(),
     ) {
         let n = usize::from(id.num_queues);
@@ -583,6 +594,7 @@ proptest! {
             identity: id,
             driver: DriverState { driver_features: drv.0, device_status: drv.1, config_generation: drv.2 },
             config_msix_vector: msix,
+            selectors: Selectors { device_feature_select: sel.0, driver_feature_select: sel.1, queue_select: sel.2 },
             queues: &qs,
             device_config: cfg,
         };
@@ -595,6 +607,7 @@ proptest! {
         prop_assert_eq!(f.identity, id);
         prop_assert_eq!(f.driver, Some(st.driver));
         prop_assert_eq!(f.config_msix_vector, Some(msix));
+        prop_assert_eq!(f.selectors, Some(st.selectors));
         prop_assert_eq!(f.device_config, Some(cfg));
         prop_assert_eq!(&f.queues().collect::<Vec<_>>(), &qs);
         prop_assert_eq!(check_state_compat(&f, &id).is_ok(), qs.iter().all(|q| q.size <= id.max_queue_size) && st.driver.driver_features & !id.device_features == 0);
@@ -653,5 +666,89 @@ proptest! {
                 prop_assert!(!framing, "framing error {:?}", e);
             }
         }
+    }
+}
+
+#[test]
+fn selectors_round_trip_and_are_optional() {
+    let buf = final_frame();
+    let f = Frame::parse(&buf).unwrap();
+    assert_eq!(f.selectors, Some(SELECTORS));
+    let at = vvms_section(&buf, SECTION_SELECTORS);
+    assert_eq!(
+        &buf[at + SECTION_HEADER_LEN..at + SECTION_HEADER_LEN + SELECTORS_LEN],
+        &[1, 0, 0, 0, 1, 0, 0, 0x80, 0xff, 1, 0, 0, 0, 0, 0, 0]
+    );
+    // Optional: not mandatory, and a stream without it (an older source) is complete.
+    assert_eq!(
+        u16::from_le_bytes([buf[at + 2], buf[at + 3]]) & SECTION_MANDATORY,
+        0
+    );
+    let mut older = buf[..at].to_vec();
+    older.extend_from_slice(&buf[at + section_len(SELECTORS_LEN)..]);
+    let len = older.len() as u32;
+    older[8..12].copy_from_slice(&len.to_le_bytes());
+    fix_crc(&mut older);
+    let f = Frame::parse(&older).unwrap();
+    assert_eq!(f.selectors, None);
+    assert_eq!(f.queues().count(), 2);
+}
+
+#[test]
+fn selectors_section_is_checked() {
+    let id = identity().to_bytes();
+    let sel = SELECTORS.to_bytes();
+    let pre = raw_frame(
+        FRAME_PRECOPY,
+        &[
+            (SECTION_DEVICE_IDENTITY, SECTION_MANDATORY, &id),
+            (SECTION_SELECTORS, 0, &sel),
+        ],
+    );
+    assert_eq!(
+        Frame::parse(&pre).err(),
+        Some(StreamError::UnexpectedSection(SECTION_SELECTORS))
+    );
+    let short = raw_frame(
+        FRAME_FINAL,
+        &[
+            (SECTION_DEVICE_IDENTITY, SECTION_MANDATORY, &id),
+            (SECTION_SELECTORS, 0, &sel[..12]),
+        ],
+    );
+    assert_eq!(
+        Frame::parse(&short).err(),
+        Some(StreamError::BadSectionLength {
+            ty: SECTION_SELECTORS,
+            len: 12
+        })
+    );
+    let twice = raw_frame(
+        FRAME_FINAL,
+        &[
+            (SECTION_DEVICE_IDENTITY, SECTION_MANDATORY, &id),
+            (SECTION_SELECTORS, 0, &sel),
+            (SECTION_SELECTORS, 0, &sel),
+        ],
+    );
+    assert_eq!(
+        Frame::parse(&twice).err(),
+        Some(StreamError::Duplicate {
+            ty: SECTION_SELECTORS,
+            index: 0
+        })
+    );
+}
+
+/// Offset of the first section of type `ty` in the frame `buf`.
+fn vvms_section(buf: &[u8], ty: u16) -> usize {
+    let mut at = HEADER_LEN;
+    loop {
+        let t = u16::from_le_bytes([buf[at], buf[at + 1]]);
+        let len = u32::from_le_bytes(buf[at + 4..at + 8].try_into().unwrap()) as usize;
+        if t == ty {
+            return at;
+        }
+        at += section_len(len);
     }
 }

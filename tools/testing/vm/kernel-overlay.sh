@@ -47,15 +47,21 @@ rsync -rc --files-from="$new_manifest" . "$KSRC/"
 cp "$new_manifest" "$manifest"
 
 # Patches: the applied copy of each is kept so an edited patch is reverted before reapplying.
+# Later patches may build on an edited one: from the first that changed on, every applied
+# patch is reverted, last first, and applied again.
 applied=$KSRC/.overlay-patches
 mkdir -p "$applied"
+stale=()
 for old in "$applied"/*.patch; do
 	[ -e "$old" ] || continue
-	name=$(basename "$old")
-	if ! cmp -s "$old" "patches/$name"; then
-		(cd "$KSRC" && git apply -R "$old") || die "cannot revert old $name"
-		rm "$old"
+	if [ ${#stale[@]} -gt 0 ] || ! cmp -s "$old" "patches/$(basename "$old")"; then
+		stale+=("$old")
 	fi
+done
+for ((i = ${#stale[@]} - 1; i >= 0; i--)); do
+	old=${stale[i]}
+	(cd "$KSRC" && git apply -R "$old") || die "cannot revert old $(basename "$old")"
+	rm "$old"
 done
 for patch in patches/*.patch; do
 	name=$(basename "$patch")

@@ -48,6 +48,7 @@ use crate::{
         UserBitmap, //
     },
     queues,
+    regs::Bars,
 };
 
 /// A way of recording the pages a device writes, behind `VFIO_DEVICE_FEATURE_DMA_LOGGING_*`.
@@ -85,8 +86,8 @@ pub(crate) struct Tracker<'a> {
     pub(crate) pdev: &'a pci::Device<Bound>,
     /// Whether the function's DMA is untranslated (VFIO no-IOMMU mode).
     pub(crate) untranslated: bool,
-    /// The memory dirty-pages tracker capability.
-    pub(crate) cfg: TrackerCfg<'a>,
+    /// The registers, among them the memory dirty-pages tracker capability's.
+    pub(crate) bars: Bars<'a>,
 }
 
 /// A logging session.
@@ -133,12 +134,12 @@ fn stop_timeout() -> Delta {
     Delta::from_millis(i64::from(crate::module_parameters::stop_timeout_ms.value()))
 }
 
-/// Stops the tracker and frees `bitmap`, or keeps it for good when the device does not confirm
-/// that it stopped: a device may never write freed memory.
-fn release_bitmap(dev: &Tracker<'_>, bitmap: DeviceDirtyBitmap) -> Result {
-    disarm(&dev.cfg, stop_timeout()).inspect_err(|e| {
+/// Frees `bitmap` once `stopped` confirms the tracker stopped, or keeps it for good: a device
+/// may never write freed memory.
+fn release_bitmap(pdev: &pci::Device<Bound>, bitmap: DeviceDirtyBitmap, stopped: Result) -> Result {
+    stopped.inspect_err(|e| {
         dev_err!(
-            dev.pdev,
+            pdev,
             "the tracker did not stop ({:?}); keeping its bitmap\n",
             e
         );
@@ -158,6 +159,13 @@ impl DirtyLog {
             session <- new_mutex!(None),
             reset_pending <- new_spinlock!(false),
         })
+    }
+
+    /// The device was disabled after its last user closed it: bus mastering is off, so the
+    /// bitmap of a session that could not be stopped at close (memory decoding was off) is no
+    /// longer written and can go. Returns whether there was one.
+    pub(crate) fn device_disabled(&self) -> bool {
+        self.session.lock().take().is_some()
     }
 }
 
@@ -204,14 +212,22 @@ impl LogBackend for DirtyLog {
             }
         };
         let gra_power = u8::try_from(gra_shift - MIN_PAGE_SHIFT)?;
-        let gra_shift = match arm(&dev.cfg, &bitmap, gra_power) {
-            Ok(shift) => shift,
+        let armed = dev.bars.with_tracker(|cfg| {
+            arm(cfg, &bitmap, gra_power).map_err(|e| (e, disarm(cfg, stop_timeout())))
+        });
+        let gra_shift = match armed {
+            Ok(Ok(shift)) => shift,
+            // Memory decoding is off: the tracker was not touched and the bitmap can go.
             Err(e) => {
+                dev_dbg!(pdev, "tracker registers not reachable ({:?})\n", e);
+                return Err(e);
+            }
+            Ok(Err((e, stopped))) => {
                 dev_err!(pdev, "the tracker did not accept gra_power {}\n", gra_power);
                 // It may have been enabled on the way: free the bitmap only once the device
                 // confirms it stopped writing it.
                 // The refusal is what the user needs to hear; a failed stop was logged.
-                let _ = release_bitmap(dev, bitmap);
+                let _ = release_bitmap(pdev, bitmap, stopped);
                 return Err(e);
             }
         };
@@ -237,10 +253,19 @@ impl LogBackend for DirtyLog {
 
     fn stop(&self, dev: &Tracker<'_>) -> Result {
         let mut session = self.session.lock();
-        let Some(s) = session.take() else {
+        if session.is_none() {
             return Ok(());
-        };
-        release_bitmap(dev, s.bitmap)
+        }
+        // With memory decoding off the session stays: it is stopped once decoding is back on,
+        // or let go when the device is disabled (`device_disabled`).
+        let stopped = dev
+            .bars
+            .with_tracker(|cfg| disarm(cfg, stop_timeout()))
+            .inspect_err(|e| dev_dbg!(dev.pdev, "tracker registers not reachable ({:?})\n", e))?;
+        match session.take() {
+            Some(s) => release_bitmap(dev.pdev, s.bitmap, stopped),
+            None => Ok(()),
+        }
     }
 
     /// A device reset stops the tracker: the records since are lost.
@@ -259,17 +284,38 @@ impl LogBackend for DirtyLog {
         let mut guard = self.session.lock();
         let session = (*guard).as_mut().ok_or(EINVAL)?;
         let last = last_byte(iova, length)?;
-        let tracker = &dev.cfg;
         let reset = core::mem::replace(&mut *self.reset_pending.lock(), false);
         let expected_power = u8::try_from(session.gra_shift - MIN_PAGE_SHIFT)?;
         let new_round = !matches!(session.round_end, Some(end) if iova >= end);
         session.round_end = last.checked_add(1);
-        let intact = !reset
-            && (!new_round || (tracker.enable()? == 1 && tracker.gra_power()? == expected_power));
-        if !intact {
-            dev_dbg!(pdev, "tracker records lost; re-arming and reporting all\n");
-            session.ranges.lose_all();
-            session.gra_shift = arm(tracker, &session.bitmap, expected_power)?;
+        if reset || new_round {
+            // The registers only: the user's bitmap is written after the memory lock is gone.
+            let checked = dev.bars.with_tracker(|cfg| -> Result<bool> {
+                let intact = !reset && cfg.enable()? == 1 && cfg.gra_power()? == expected_power;
+                if !intact {
+                    session.gra_shift = arm(cfg, &session.bitmap, expected_power)?;
+                }
+                Ok(intact)
+            });
+            match checked {
+                Ok(Ok(true)) => {}
+                Ok(intact) => {
+                    dev_dbg!(pdev, "tracker records lost; re-arming and reporting all\n");
+                    session.ranges.lose_all();
+                    intact?;
+                }
+                // Memory decoding is off, so the tracker cannot be checked: report everything
+                // and check (and re-arm) at the next report.
+                Err(e) => {
+                    dev_dbg!(
+                        pdev,
+                        "tracker registers not reachable ({:?}); reporting all\n",
+                        e
+                    );
+                    session.ranges.lose_all();
+                    *self.reset_pending.lock() = true;
+                }
+            }
         }
         // The words handed to the user's bitmap count its pages, whatever logging started with.
         let range = HarvestRange {

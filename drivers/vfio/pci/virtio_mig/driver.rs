@@ -30,11 +30,7 @@ use kernel::{
     },
     virtio::{
         admin::Member,
-        pci::{
-            CapWindow,
-            Capabilities,
-            TrackerCfg, //
-        },
+        pci::Capabilities, //
     },
 };
 
@@ -48,8 +44,11 @@ use crate::{
         Tracker, //
     },
     migration::Migration,
-    regs::Regs,
-    snapshot::MODERN_DEVICE_ID_BASE, //
+    regs::Bars,
+    snapshot::{
+        self,
+        MODERN_DEVICE_ID_BASE, //
+    },
 };
 
 /// Last device ID of modern (virtio 1.0) virtio-pci functions.
@@ -59,7 +58,7 @@ const MODERN_DEVICE_ID_LAST: u16 = 0x107f;
 #[pin_data]
 pub(crate) struct VirtioVfioMig {
     /// The validated virtio structures, found once at probe.
-    caps: Capabilities,
+    pub(crate) caps: Capabilities,
     /// Migration through the device state capability (no flags without it).
     #[pin]
     migration: Migration,
@@ -72,19 +71,13 @@ pub(crate) struct VirtioVfioMig {
 }
 
 impl VirtioVfioMig {
-    /// The register windows migration works with.
-    fn regs<'a>(dev: &'a Opened<'_, Self>) -> Result<Regs<'a>> {
-        Regs::map(&dev.caps, |bar| dev.bar(bar))
-    }
-
-    /// What dirty logging works with.
-    fn tracker<'a>(dev: &'a Opened<'_, Self>) -> Result<Tracker<'a>> {
-        let region = dev.caps.memory_track().ok_or(ENODEV)?;
-        Ok(Tracker {
+    /// What dirty logging through the tracker works with.
+    fn tracker<'a>(dev: &'a Opened<'a, Self>) -> Tracker<'a> {
+        Tracker {
             pdev: dev.device().pdev(),
             untranslated: dev.device().is_noiommu(),
-            cfg: TrackerCfg::new(CapWindow::new(dev.bar(region.bar)?, region)),
-        })
+            bars: Bars(dev),
+        }
     }
 }
 
@@ -186,7 +179,11 @@ impl Driver for VirtioVfioMig {
 
     fn open_device(dev: &Opened<'_, Self>) -> Result {
         if dev.migration.flags() != Flags::NONE {
-            dev.migration.open(dev.device().pdev(), &Self::regs(dev)?)?;
+            // The registers are read before the state lock is taken: set_state takes the
+            // memory lock under it.
+            let pdev = dev.device().pdev();
+            let identity = Bars(dev).with_regs(|regs| snapshot::identity(pdev, regs))??;
+            dev.migration.open(identity);
         }
         Ok(())
     }
@@ -205,10 +202,21 @@ impl Driver for VirtioVfioMig {
     fn close_device(dev: &Opened<'_, Self>) {
         dev.migration.close();
         // A user that goes away without stopping the log must not leave the device writing.
+        // A tracker that cannot be reached (memory decoding off) stops when the device is
+        // disabled.
         if dev.admin_log.member().is_some() {
             let _ = dev.admin_log.stop(&dev.device().pdev());
-        } else if let Ok(tracker) = Self::tracker(dev) {
-            let _ = dev.dirty_log.stop(&tracker);
+        } else {
+            let _ = dev.dirty_log.stop(&Self::tracker(dev));
+        }
+    }
+
+    fn device_disabled(dev: &CoreDevice<Self>) {
+        if dev.dirty_log.device_disabled() {
+            dev_dbg!(
+                dev.pdev(),
+                "tracker bitmap released after the device was disabled\n"
+            );
         }
     }
 
@@ -221,7 +229,7 @@ impl Driver for VirtioVfioMig {
         let core = dev.device();
         dev.migration.set_state(
             core.pdev(),
-            &Self::regs(dev)?,
+            Bars(dev),
             |cur, target| core.next_migration_state(cur, target),
             new,
         )
@@ -239,14 +247,14 @@ impl Driver for VirtioVfioMig {
         if dev.admin_log.member().is_some() {
             return dev.admin_log.start(&dev.device().pdev(), ranges, page_size);
         }
-        dev.dirty_log.start(&Self::tracker(dev)?, ranges, page_size)
+        dev.dirty_log.start(&Self::tracker(dev), ranges, page_size)
     }
 
     fn log_stop(dev: &Opened<'_, Self>) -> Result {
         if dev.admin_log.member().is_some() {
             return dev.admin_log.stop(&dev.device().pdev());
         }
-        dev.dirty_log.stop(&Self::tracker(dev)?)
+        dev.dirty_log.stop(&Self::tracker(dev))
     }
 
     fn log_read_and_clear(
@@ -261,6 +269,6 @@ impl Driver for VirtioVfioMig {
                 .read_and_clear(&dev.device().pdev(), iova, length, dirty);
         }
         dev.dirty_log
-            .read_and_clear(&Self::tracker(dev)?, iova, length, dirty)
+            .read_and_clear(&Self::tracker(dev), iova, length, dirty)
     }
 }

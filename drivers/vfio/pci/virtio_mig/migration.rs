@@ -57,7 +57,10 @@ use crate::{
         SavingStream, //
     },
     queues,
-    regs::Regs,
+    regs::{
+        Bars,
+        Regs, //
+    },
     snapshot,
 };
 
@@ -192,14 +195,12 @@ impl Migration {
         }
     }
 
-    /// The first user opened the device (just reset by `vfio_pci_core`): start from RUNNING
-    /// and learn what the device offers.
-    pub(crate) fn open(&self, pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result {
-        let identity = snapshot::identity(pdev, regs)?;
+    /// The first user opened the device (just reset by `vfio_pci_core`), which offers
+    /// `identity` (see [`snapshot::identity`]): start from RUNNING.
+    pub(crate) fn open(&self, identity: DeviceIdentity) {
         let mut inner = self.lock();
         inner.reset();
         inner.identity = Some(identity);
-        Ok(())
     }
 
     /// The last user closed the device: drop any data session.
@@ -232,7 +233,7 @@ impl Migration {
     pub(crate) fn set_state(
         &self,
         pdev: &pci::Device<Bound>,
-        regs: &Regs<'_>,
+        bars: Bars<'_>,
         path: impl Fn(State, State) -> Result<State>,
         new: State,
     ) -> Result<Option<ARef<File>>> {
@@ -253,7 +254,7 @@ impl Migration {
                 }
             };
             // Only the arc into a target state opens a file; one opened on the way is dropped.
-            result = self.step(pdev, regs, &mut inner, next);
+            result = self.step(pdev, bars, &mut inner, next);
             if result.is_err() {
                 break;
             }
@@ -264,7 +265,7 @@ impl Migration {
     fn step(
         &self,
         pdev: &pci::Device<Bound>,
-        regs: &Regs<'_>,
+        bars: Bars<'_>,
         inner: &mut Inner,
         new: State,
     ) -> Result<Option<ARef<File>>> {
@@ -273,13 +274,33 @@ impl Migration {
             dev_dbg!(pdev, "no arc from {} to {}\n", cur.name(), new.name());
             return Err(EINVAL);
         };
-        // Saving the final state checks the features itself, as it reads them anyway.
-        if actions.contains(&Action::SavePrecopyData)
-            && regs.common.driver_features()? & VIRTIO_F_RING_PACKED != 0
-        {
-            dev_err!(pdev, "packed virtqueues cannot be migrated\n");
-            return Err(EOPNOTSUPP);
+        if !actions.iter().any(|a| a.touches_device()) {
+            return self.run_arc(pdev, None, inner, cur, new, actions);
         }
+        // The whole arc runs with memory decoding held on; when it is off nothing is done.
+        bars.with_regs(|regs| self.run_arc(pdev, Some(regs), inner, cur, new, actions))
+            .inspect_err(|e| {
+                dev_dbg!(
+                    pdev,
+                    "{} -> {}: device registers not reachable ({:?}); state unchanged\n",
+                    cur.name(),
+                    new.name(),
+                    e
+                )
+            })?
+    }
+
+    /// Executes the `actions` of the arc from `cur` to `new`; `regs` is there when one of them
+    /// touches the device.
+    fn run_arc(
+        &self,
+        pdev: &pci::Device<Bound>,
+        regs: Option<&Regs<'_>>,
+        inner: &mut Inner,
+        cur: State,
+        new: State,
+        actions: &[Action],
+    ) -> Result<Option<ARef<File>>> {
         let mut file = None;
         for &action in actions {
             match self.act(pdev, regs, inner, action, &mut file) {
@@ -314,15 +335,17 @@ impl Migration {
     fn act(
         &self,
         pdev: &pci::Device<Bound>,
-        regs: &Regs<'_>,
+        regs: Option<&Regs<'_>>,
         inner: &mut Inner,
         action: Action,
         file: &mut Option<ARef<File>>,
     ) -> Result<(), Failure> {
         let identity = inner.identity.ok_or(Failure::Device(ENODEV))?;
+        // `step` maps the registers for every action that touches the device.
+        let regs = || regs.ok_or(Failure::Device(EINVAL));
         match action {
             Action::QuiesceQueues => {
-                let stopped = queues::quiesce(regs, identity.num_queues, timeout())
+                let stopped = queues::quiesce(regs()?, identity.num_queues, timeout())
                     .inspect_err(|e| {
                         if *e == ETIMEDOUT {
                             dev_err!(
@@ -336,7 +359,7 @@ impl Migration {
                 inner.stopped = stopped;
             }
             Action::ResumeQueues => {
-                queues::resume(regs, &inner.stopped).map_err(Failure::Device)?;
+                queues::resume(regs()?, &inner.stopped).map_err(Failure::Device)?;
                 inner.stopped.clear();
             }
             Action::OpenSavingFile => {
@@ -349,6 +372,7 @@ impl Migration {
                 saving.append_precopy(&identity).map_err(Failure::Device)?;
             }
             Action::SaveFinalState => {
+                let regs = regs()?;
                 let saving = inner.saving.as_ref().ok_or(Failure::Device(EINVAL))?;
                 saving
                     .append_final(|data| snapshot::save(regs, &identity, data))
@@ -370,6 +394,7 @@ impl Migration {
                 *file = Some(f);
             }
             Action::LoadState => {
+                let regs = regs()?;
                 let resuming = inner.resuming.clone().ok_or(Failure::Device(EINVAL))?;
                 inner.stopped = resuming.with_data(|data| {
                     // The whole stream is checked before anything is programmed into the

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The register windows migration works with, mapped from the validated capabilities.
+//! The register windows migration and dirty logging work with, mapped from the validated
+//! capabilities, and reached only while the device decodes memory.
 
 use kernel::{
     io::{
@@ -8,15 +9,19 @@ use kernel::{
         Region, //
     },
     prelude::*,
+    vfio::pci::Opened,
     virtio::pci::{
         CapRegion,
         CapWindow,
         Capabilities,
         CommonCfg,
         DeviceCfg,
-        DeviceStateCfg, //
+        DeviceStateCfg,
+        TrackerCfg, //
     },
 };
+
+use crate::driver::VirtioVfioMig;
 
 /// The structures migration works with, valid while the device is open.
 pub(crate) struct Regs<'a> {
@@ -44,5 +49,28 @@ impl<'a> Regs<'a> {
             state: DeviceStateCfg::new(window(caps.device_state())?),
             device: DeviceCfg::new(window(caps.device())?),
         })
+    }
+}
+
+/// The registers of an open device. Each access sequence holds `vfio_pci_core`'s memory lock
+/// and runs only while the function decodes memory: a user that turned decoding off (or put
+/// the function in D3hot) gets `EIO` and the device is not touched.
+#[derive(Clone, Copy)]
+pub(crate) struct Bars<'a>(pub(crate) &'a Opened<'a, VirtioVfioMig>);
+
+impl Bars<'_> {
+    /// Runs `f` on the register windows migration works with.
+    pub(crate) fn with_regs<R>(self, f: impl FnOnce(&Regs<'_>) -> R) -> Result<R> {
+        let memory = self.0.memory()?;
+        let regs = Regs::map(&self.0.caps, |bar| memory.bar(bar))?;
+        Ok(f(&regs))
+    }
+
+    /// Runs `f` on the memory dirty-pages tracker's registers; `ENODEV` without the capability.
+    pub(crate) fn with_tracker<R>(self, f: impl FnOnce(&TrackerCfg<'_>) -> R) -> Result<R> {
+        let region = self.0.caps.memory_track().ok_or(ENODEV)?;
+        let memory = self.0.memory()?;
+        let cfg = TrackerCfg::new(CapWindow::new(memory.bar(region.bar)?, region));
+        Ok(f(&cfg))
     }
 }

@@ -25,6 +25,7 @@ use virtio_mig_core::{
         QueueSet,
         QueueState,
         SavedState,
+        Selectors,
         MAX_DEVICE_CONFIG_LEN, //
     },
 };
@@ -37,9 +38,25 @@ use crate::{
 /// Virtio device IDs of modern functions start here (0x1040 + device type).
 pub(crate) const MODERN_DEVICE_ID_BASE: u16 = 0x1040;
 
+/// Runs `f`, which selects queues and feature words, and writes the selector registers back
+/// as they were before it, whether it succeeded or not: the guest may be between a select
+/// and the access it selected for.
+fn keeping_selectors<R>(regs: &Regs<'_>, f: impl FnOnce(Selectors) -> Result<R>) -> Result<R> {
+    let selectors = regs.common.selectors()?;
+    let result = f(selectors);
+    let restored = regs.common.set_selectors(&selectors);
+    let result = result?;
+    restored?;
+    Ok(result)
+}
+
 /// Who the device is and what it offers, read after `vfio_pci_core` reset it at open (queue
 /// sizes then read as the device's maxima).
 pub(crate) fn identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceIdentity> {
+    keeping_selectors(regs, |_| read_identity(pdev, regs))
+}
+
+fn read_identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceIdentity> {
     let num_queues = queues::num_queues(regs)?;
     let mut max_queue_size = 0;
     for q in 0..num_queues {
@@ -63,9 +80,18 @@ pub(crate) fn identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<Dev
 /// Encodes the complete state of the quiesced device as a final frame appended to `out`.
 ///
 /// Reads what the driver cannot know (what the guest programmed), each register once: every
-/// queue's configuration, the position of the enabled ones, and the device configuration field
-/// by field at its natural width.
+/// queue's configuration, the position of the enabled ones, the device configuration field by
+/// field at its natural width, and the selectors, which are written back afterwards.
 pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8>) -> Result {
+    keeping_selectors(regs, |selectors| save_frame(regs, identity, selectors, out))
+}
+
+fn save_frame(
+    regs: &Regs<'_>,
+    identity: &DeviceIdentity,
+    selectors: Selectors,
+    out: &mut KVec<u8>,
+) -> Result {
     let driver_features = regs.common.driver_features()?;
     if driver_features & VIRTIO_F_RING_PACKED != 0 {
         // The device state capability describes split rings only: saving would lose the
@@ -107,6 +133,7 @@ pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8
             config_generation,
         },
         config_msix_vector: regs.common.config_msix_vector()?,
+        selectors,
         queues: &queue_states,
         device_config: &config,
     };
@@ -179,6 +206,11 @@ pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout: Delta) -> Res
         {
             return Err(EIO);
         }
+        // What the guest wrote into the device configuration, now that the features that
+        // make it writable are accepted.
+        if let Some(config) = frame.device_config {
+            write_device_config(regs, frame, driver.driver_features, config)?;
+        }
     }
     if let Some(vector) = frame.config_msix_vector {
         regs.common.set_config_msix_vector(vector)?;
@@ -208,7 +240,39 @@ pub(crate) fn restore(regs: &Regs<'_>, frame: &Frame<'_>, timeout: Delta) -> Res
             return Err(EIO);
         }
     }
+    // The guest finds the selectors where it left them on the source.
+    if let Some(selectors) = frame.selectors {
+        regs.common.set_selectors(&selectors)?;
+    }
     // The queues stay stopped until RUNNING, so DRIVER_OK starts nothing yet.
     regs.common.set_device_status(status)?;
     Ok(restored)
+}
+
+/// Writes the fields of `config` (the source's device configuration) that the driver may write
+/// with `driver_features`, each at its natural width.
+fn write_device_config(
+    regs: &Regs<'_>,
+    frame: &Frame<'_>,
+    driver_features: u64,
+    config: &[u8],
+) -> Result {
+    let len = u16::try_from(config.len())?;
+    for field in device_config::writable(frame.identity.device_type, driver_features, len) {
+        let at = usize::from(field.offset);
+        let bytes = config
+            .get(at..at + usize::from(field.width))
+            .ok_or(EINVAL)?;
+        match *bytes {
+            [b] => regs.device.write_byte(field.offset, b)?,
+            [b0, b1] => regs
+                .device
+                .write_u16(field.offset, u16::from_le_bytes([b0, b1]))?,
+            [b0, b1, b2, b3] => regs
+                .device
+                .write_u32(field.offset, u32::from_le_bytes([b0, b1, b2, b3]))?,
+            _ => return Err(EINVAL),
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,13 @@
 //! sectors. Anything else completes with `VIRTIO_BLK_S_UNSUPP`. Every guest
 //! address comes from the driver and is checked: a request touching memory
 //! that is not mapped completes with `VIRTIO_BLK_S_IOERR`.
+//!
+//! The configuration (`struct virtio_blk_config`, 0x3c bytes) holds
+//! `capacity`, `seg_max`, `blk_size`, `num_queues` and, with
+//! `VIRTIO_BLK_F_CONFIG_WCE`, `writeback` (0x20): the only field the
+//! driver may write (0 writethrough, 1 writeback; the byte written reads
+//! back), 1 after creation and after every reset. The mode is only stored:
+//! requests are served the same way in both (`FLUSH` syncs the file).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -12,14 +19,15 @@ use std::os::fd::FromRawFd;
 use std::os::unix::fs::FileExt;
 
 use virtio_bindings::virtio_blk::{
-    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_SEG_MAX,
-    VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
-    VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_CONFIG_WCE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ,
+    VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK,
+    VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_T_OUT,
 };
 use vm_memory::{Bytes, GuestAddress, GuestMemory};
 
 use crate::config::{Config, DEFAULT_CAPACITY_SECTORS};
-use crate::layout::{DEVICE_CFG_LEN, SECTOR_SIZE};
+use crate::layout::{DEVICE_CFG_LEN, DEVICE_CFG_WRITEBACK, SECTOR_SIZE};
 
 /// Largest data transfer of one request; larger requests fail with IOERR.
 pub const MAX_REQUEST_BYTES: u64 = 32 << 20;
@@ -125,9 +133,11 @@ impl Blk {
             | (1 << VIRTIO_BLK_F_BLK_SIZE)
             | (1 << VIRTIO_BLK_F_FLUSH)
             | (1 << VIRTIO_BLK_F_MQ)
+            | (1 << VIRTIO_BLK_F_CONFIG_WCE)
     }
 
-    /// `struct virtio_blk_config` as exposed in the device configuration.
+    /// `struct virtio_blk_config` as exposed in the device configuration
+    /// after creation and after a reset.
     pub fn config_space(&self) -> [u8; DEVICE_CFG_LEN as usize] {
         let mut c = [0u8; DEVICE_CFG_LEN as usize];
         c[0x00..0x08].copy_from_slice(&self.capacity.to_le_bytes());
@@ -138,6 +148,8 @@ impl Blk {
         c[0x0c..0x10].copy_from_slice(&seg_max.to_le_bytes());
         // blk_size.
         c[0x14..0x18].copy_from_slice(&(SECTOR_SIZE as u32).to_le_bytes());
+        // writeback: the file is written through the page cache.
+        c[DEVICE_CFG_WRITEBACK as usize] = 1;
         // num_queues.
         c[0x22..0x24].copy_from_slice(&self.queues.to_le_bytes());
         c

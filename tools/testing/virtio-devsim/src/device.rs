@@ -18,8 +18,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use vfio_bindings::bindings::vfio::{
-    vfio_region_info, VFIO_IRQ_INFO_EVENTFD, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_ERR_IRQ_INDEX,
-    VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_REGION_INFO_FLAG_READ,
+    vfio_region_info, VFIO_IRQ_INFO_EVENTFD, VFIO_PCI_BAR5_REGION_INDEX,
+    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+    VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_REGION_INFO_FLAG_READ,
     VFIO_REGION_INFO_FLAG_WRITE,
 };
 use vfio_user::{DmaMapFlags, DmaUnmapFlags, IrqInfo, ServerBackend, ServerRegion};
@@ -35,9 +36,13 @@ use crate::memory::{DmaSpace, WriteSink};
 use crate::pci_config::{ConfigEvent, PciConfig};
 use crate::queue::{QueueSlot, VirtQueue};
 use crate::recording::WriteRecorder;
+use crate::regs::Field;
 use crate::stats::Stats;
 use crate::tracker::{Tracker, TrackerOptions};
 use crate::worker;
+
+/// `writeback` of `struct virtio_blk_config`.
+const WRITEBACK: Field = Field::new(DEVICE_CFG_WRITEBACK, 1);
 
 /// A callback run when the device drops its connection on purpose.
 pub type DisconnectHook = Box<dyn Fn() + Send + Sync>;
@@ -381,12 +386,14 @@ impl Device {
     }
 
     /// Virtio device reset (`device_status` written 0): every queue, the
-    /// common configuration, the ISR, the tracker and the device state
-    /// block return to their initial values. The owner's reset also stops
-    /// the member's recording; a member's keeps it.
+    /// common configuration, the device configuration (`writeback`), the
+    /// ISR, the tracker and the device state block return to their initial
+    /// values. The owner's reset also stops the member's recording; a
+    /// member's keeps it.
     pub(crate) fn virtio_reset(&mut self) {
         self.shared.reset_pending.store(false, Ordering::SeqCst);
         self.common = CommonRegs::default();
+        self.blk_config = self.shared.blk.config_space();
         self.shared.status.store(0, Ordering::Release);
         self.shared.isr.store(0, Ordering::SeqCst);
         for q in &self.shared.queues {
@@ -534,8 +541,30 @@ impl Device {
                 self.shared.tracker.write(off, data, pasid)
             }
             Area::DeviceState => self.device_state_write(off, data),
-            // The ISR and the device configuration are read-only.
+            Area::Device => self.device_config_write(off, data),
+            // The ISR is read-only.
             _ => {}
+        }
+    }
+
+    /// Device configuration writes: only `writeback` is writable, the
+    /// other bytes ignore writes.
+    fn device_config_write(&mut self, off: u64, data: &[u8]) {
+        let at = DEVICE_CFG_WRITEBACK as usize;
+        let old = self.blk_config[at];
+        if let Some(v) = WRITEBACK.write(off, data, old.into()) {
+            if v as u8 != old {
+                self.blk_config[at] = v as u8;
+                Stats::add(&self.shared.stats.config_writes, 1);
+            }
+        }
+    }
+
+    /// Counts an access to a BAR while the function does not decode memory,
+    /// which a driver must never make; the access is served anyway.
+    fn count_bar_access(&self, region: u32) {
+        if region <= VFIO_PCI_BAR5_REGION_INDEX && !self.pci.memory_enabled() {
+            Stats::add(&self.shared.stats.bar_accesses_while_disabled, 1);
         }
     }
 }
@@ -557,6 +586,7 @@ pub(crate) fn copy_out(src: &[u8], off: u64, dst: &mut [u8]) {
 impl ServerBackend for Device {
     fn region_read(&mut self, region: u32, offset: u64, data: &mut [u8]) -> io::Result<()> {
         self.sync_reset();
+        self.count_bar_access(region);
         data.fill(0);
         match region {
             VFIO_PCI_CONFIG_REGION_INDEX => {
@@ -575,6 +605,7 @@ impl ServerBackend for Device {
 
     fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> io::Result<()> {
         self.sync_reset();
+        self.count_bar_access(region);
         match region {
             VFIO_PCI_CONFIG_REGION_INDEX => {
                 self.shared.stats.mmio_write(Area::Config);

@@ -18,6 +18,10 @@ pub const PCI_SUBSYSTEM_VENDOR_ID: u16 = 0x1af4;
 /// Subsystem id.
 pub const PCI_SUBSYSTEM_ID: u16 = 0x1100;
 
+/// Command register: Memory Space Enable. The function decodes its memory
+/// BARs only while it is set (and the function is in D0).
+pub const PCI_COMMAND_MEMORY: u16 = 0x0002;
+
 /// Size of the conventional PCI configuration space.
 pub const CONFIG_SPACE_SIZE: usize = 0x100;
 /// Size of the PCI Express extended configuration space (used with `--pasid`).
@@ -53,6 +57,9 @@ pub const ISR_LEN: u64 = 1;
 pub const DEVICE_CFG_OFFSET: u64 = 0x2000;
 /// Length of the device-specific configuration.
 pub const DEVICE_CFG_LEN: u64 = 0x3c;
+/// Offset of `writeback` in the device-specific configuration, the one
+/// field the driver may write (`VIRTIO_BLK_F_CONFIG_WCE`).
+pub const DEVICE_CFG_WRITEBACK: u64 = 0x20;
 /// Notification area: queue `n` is kicked by writing at `NOTIFY_OFFSET + 4 * n`.
 pub const NOTIFY_OFFSET: u64 = 0x3000;
 /// Length of the notification area.

@@ -388,6 +388,13 @@ impl PciConfig {
         }
     }
 
+    /// Whether the function decodes its memory BARs: Memory Space Enable
+    /// set in the Command register (0x04) and the power state D0.
+    pub fn memory_enabled(&self) -> bool {
+        let command = u16::from_le_bytes([self.bytes[0x04], self.bytes[0x05]]);
+        command & PCI_COMMAND_MEMORY != 0 && self.power_state() == PM_STATE_D0
+    }
+
     /// Whether the PASID extended capability exists and is enabled.
     pub fn pasid_enabled(&self) -> bool {
         let at = EXT_CAP_PASID_AT as usize + 6;
@@ -504,6 +511,23 @@ mod tests {
         pc.write(pmcsr, &[3, 0]);
         pc.reset();
         assert_eq!(pc.power_state(), PM_STATE_D0);
+    }
+
+    #[test]
+    fn memory_decoding_follows_command_and_power_state() {
+        let mut pc = PciConfig::new(&cfg());
+        assert!(!pc.memory_enabled(), "memory space disabled after reset");
+        pc.write(0x04, &[0x06, 0x00]);
+        assert!(pc.memory_enabled());
+        pc.write(CAP_PM_AT as u64 + 4, &[3, 0]);
+        assert!(!pc.memory_enabled(), "no decoding in D3hot");
+        pc.write(CAP_PM_AT as u64 + 4, &[0, 0]);
+        assert!(pc.memory_enabled());
+        pc.write(0x04, &[0x04, 0x00]);
+        assert!(!pc.memory_enabled());
+        pc.write(0x04, &[0x02, 0x00]);
+        pc.reset();
+        assert!(!pc.memory_enabled());
     }
 
     #[test]

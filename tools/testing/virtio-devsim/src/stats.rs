@@ -49,6 +49,12 @@ pub struct Stats {
     /// Backing files mapped into the process (one per file, however many
     /// DMA mappings use it).
     pub dma_file_mmaps: AtomicU64,
+    /// Device configuration writes that changed `writeback`.
+    pub config_writes: AtomicU64,
+    /// BAR accesses (reads and writes) while the function did not decode
+    /// memory: Memory Space Enable clear, or not in D0. They are served all
+    /// the same; a driver should never make one.
+    pub bar_accesses_while_disabled: AtomicU64,
     /// Admin commands the owner took from its admin queue (with
     /// `--owner-socket`; the counters of admin write recording are the
     /// process's, kept with the member's).
@@ -151,6 +157,11 @@ impl Stats {
             ("dma_maps", &self.dma_maps),
             ("dma_unmaps", &self.dma_unmaps),
             ("dma_file_mmaps", &self.dma_file_mmaps),
+            ("config_writes", &self.config_writes),
+            (
+                "bar_accesses_while_disabled",
+                &self.bar_accesses_while_disabled,
+            ),
         ];
         for (k, v) in scalars {
             let _ = writeln!(s, "{prefix}{k}={}", get(v));
@@ -190,6 +201,8 @@ mod tests {
         assert!(out.contains("mmio_writes_notify=1\n"));
         assert!(out.contains("mmio_reads_memory_track=0\n"));
         assert!(out.contains("admin_commands=0\n"));
+        assert!(out.contains("\nconfig_writes=0\n"));
+        assert!(out.contains("\nbar_accesses_while_disabled=0\n"));
         assert!(!out.contains("owner_"));
         let owner = Arc::new(Stats::default());
         Stats::add(&owner.resets, 2);
@@ -199,6 +212,7 @@ mod tests {
         assert!(out.contains("\nresets=0\n"));
         assert!(out.contains("\nowner_resets=2\n"));
         assert!(out.contains("write_records_started=1\n"));
+        assert!(out.contains("\nowner_bar_accesses_while_disabled=0\n"));
         assert!(!out.contains("owner_admin_commands"));
     }
 }

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use support::*;
-use virtio_devsim::layout::Area;
+use virtio_devsim::layout::{
+    Area, DEVICE_CFG_LEN, DEVICE_CFG_OFFSET, DEVICE_CFG_WRITEBACK, DEVICE_STATE_OFFSET, ISR_OFFSET,
+    MEMORY_TRACK_OFFSET, MSIX_BAR, VIRTIO_BAR,
+};
 use virtio_devsim::Config;
 
 fn cfg(capacity: u64) -> Config {
@@ -237,4 +240,127 @@ fn reset_abandons_requests_that_outlast_the_drain() {
     assert_eq!(stats.requests_abandoned.load(Ordering::SeqCst), 1);
     assert_eq!(stats.requests_served.load(Ordering::SeqCst), 0);
     assert_eq!(stats.pm_resets.load(Ordering::SeqCst), 1);
+}
+
+/// `VIRTIO_BLK_F_CONFIG_WCE`.
+const BLK_F_CONFIG_WCE: u64 = 1 << 11;
+
+fn device_config(d: &mut Driver<DirectBus>) -> Vec<u8> {
+    let mut b = vec![0u8; DEVICE_CFG_LEN as usize];
+    d.bus.read(VIRTIO_BAR as u32, DEVICE_CFG_OFFSET, &mut b);
+    b
+}
+
+/// `writeback` is the one writable byte of the device configuration; every
+/// reset makes it 1 again.
+#[test]
+fn config_wce_writeback_is_writable_until_reset() {
+    use vfio_user::ServerBackend;
+
+    let (mut d, _dir) = direct(cfg(64));
+    let stats = d.bus.0.shared().stats.clone();
+    let config_writes = || stats.config_writes.load(Ordering::SeqCst);
+    let wb = DEVICE_CFG_OFFSET + DEVICE_CFG_WRITEBACK;
+    assert_ne!(
+        d.device_features() & BLK_F_CONFIG_WCE,
+        0,
+        "CONFIG_WCE offered"
+    );
+    assert!(d.negotiate(VERSION_1 | BLK_F_CONFIG_WCE));
+    assert_eq!(d.bar_read(wb, 1), 1, "writeback after creation");
+    let initial = device_config(&mut d);
+
+    d.bar_write(wb, 1, 0);
+    assert_eq!(d.bar_read(wb, 1), 0, "writethrough");
+    assert_eq!(config_writes(), 1);
+    d.bar_write(wb, 1, 0);
+    assert_eq!(config_writes(), 1, "a write that changes nothing");
+
+    // Every other byte ignores writes, alone or next to writeback.
+    let mut expect = initial.clone();
+    expect[DEVICE_CFG_WRITEBACK as usize] = 0;
+    for off in (0..DEVICE_CFG_LEN).filter(|&o| o != DEVICE_CFG_WRITEBACK) {
+        d.bar_write(DEVICE_CFG_OFFSET + off, 1, 0xa5);
+    }
+    assert_eq!(device_config(&mut d), expect);
+    assert_eq!(config_writes(), 1);
+    d.bar_write(wb, 4, 0xa5a5_a501);
+    assert_eq!(device_config(&mut d), initial, "only writeback changed");
+    assert_eq!(config_writes(), 2);
+
+    // Virtio reset, then each function reset.
+    type Reset = fn(&mut Driver<DirectBus>);
+    let resets: [(&str, Reset); 4] = [
+        ("device_status 0", |d| d.set_status(0)),
+        ("FLR", |d| d.initiate_flr()),
+        ("D3hot to D0", |d| {
+            d.set_power_state(3);
+            d.set_power_state(0);
+        }),
+        ("VFIO_USER_DEVICE_RESET", |d| d.bus.0.reset().unwrap()),
+    ];
+    for (i, (name, reset)) in resets.iter().enumerate() {
+        d.bar_write(wb, 1, 0);
+        assert_eq!(d.bar_read(wb, 1), 0);
+        reset(&mut d);
+        assert_eq!(d.bar_read(wb, 1), 1, "writeback after {name}");
+        assert_eq!(device_config(&mut d), initial, "configuration after {name}");
+        assert_eq!(config_writes(), 3 + i as u64);
+    }
+}
+
+/// Every BAR access made while the function does not decode memory is
+/// counted, and served all the same.
+#[test]
+fn bar_accesses_while_disabled_are_counted() {
+    let (mut d, _dir) = direct(cfg(64));
+    let stats = d.bus.0.shared().stats.clone();
+    let disabled = || stats.bar_accesses_while_disabled.load(Ordering::SeqCst);
+    // One access of each BAR area; returns how many it made.
+    let touch_all = |d: &mut Driver<DirectBus>| -> u64 {
+        assert_eq!(d.bar_read(0x12, 2), 1, "num_queues is served");
+        assert_eq!(d.bar_read(DEVICE_CFG_OFFSET, 8), 64, "capacity is served");
+        d.bar_read(ISR_OFFSET, 1);
+        d.bar_read(MEMORY_TRACK_OFFSET, 1);
+        d.bar_read(DEVICE_STATE_OFFSET, 2);
+        d.bar_write(DEVICE_STATE_OFFSET, 2, 0);
+        d.kick(0);
+        d.bar_read(0x7000, 4);
+        let mut b = [0u8; 4];
+        d.bus.read(MSIX_BAR as u32, 0, &mut b);
+        d.bus.write(MSIX_BAR as u32, 0, &b);
+        d.bus.read(0, 0, &mut b);
+        11
+    };
+    let command = 0x0006; // memory space, bus master
+    d.config_write(0x04, 2, command);
+    d.bring_up(VERSION_1, 1, 32);
+    touch_all(&mut d);
+    assert_eq!(disabled(), 0, "memory space enabled");
+
+    d.config_write(0x04, 2, command & !2);
+    let n = touch_all(&mut d);
+    assert_eq!(disabled(), n, "memory space disabled");
+    assert_eq!(
+        d.config_read(0x04, 2),
+        command & !2,
+        "config access is no BAR access"
+    );
+    assert_eq!(disabled(), n);
+
+    d.config_write(0x04, 2, command);
+    touch_all(&mut d);
+    assert_eq!(disabled(), n, "memory space enabled again");
+
+    d.set_power_state(3);
+    let m = touch_all(&mut d);
+    assert_eq!(disabled(), n + m, "D3hot");
+    // Back in D0 the function was reset: Command is 0 again.
+    d.set_power_state(0);
+    assert_eq!(d.config_read(0x04, 2), 0);
+    d.bar_read(0x12, 2);
+    assert_eq!(disabled(), n + m + 1);
+    d.config_write(0x04, 2, command);
+    touch_all(&mut d);
+    assert_eq!(disabled(), n + m + 1);
 }

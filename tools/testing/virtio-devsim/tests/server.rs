@@ -124,9 +124,12 @@ fn feature_negotiation_and_common_cfg() {
     );
     d.bar_write(0x1a, 2, 2);
     assert_eq!(d.bar_read(0x1a, 2), 2);
-    // Device config: capacity and num_queues.
+    // Device config: capacity, num_queues and writeback (CONFIG_WCE).
     assert_eq!(d.bar_read(DEVICE_CFG_OFFSET, 8), 32768);
     assert_eq!(d.bar_read(DEVICE_CFG_OFFSET + 0x22, 2), 3);
+    assert_ne!(f & (1 << 11), 0, "VIRTIO_BLK_F_CONFIG_WCE");
+    d.bar_write(DEVICE_CFG_OFFSET + DEVICE_CFG_WRITEBACK, 1, 0);
+    assert_eq!(d.bar_read(DEVICE_CFG_OFFSET + DEVICE_CFG_WRITEBACK, 1), 0);
 }
 
 #[test]

@@ -1108,6 +1108,50 @@ TEST_F(dirty_log, reset_reports_each_section_once)
 }
 
 /*
+ * While the function does not decode memory (Memory Space Enable cleared by
+ * the user) the driver cannot read the tracker's registers: a REPORT that
+ * would check them reports every page instead, STOP fails with EIO and
+ * logging goes on. Decoding on again, the driver checks and re-arms the
+ * tracker, and reports are exact again.
+ */
+TEST_F(dirty_log, memory_decoding_off)
+{
+	struct dl_pages required = {}, allowed = {};
+	uint64_t gran;
+	uint16_t cmd;
+	int ret;
+
+	track_mem(_metadata, self);
+	ASSERT_EQ(0, dl_add_range(&self->set, SZ_4G, SZ_2M));
+	start(_metadata, self, SZ_4K);
+	blk_read(_metadata, self, exact_io, ARRAY_SIZE(exact_io));
+
+	ASSERT_EQ(0, vd_config_read(&self->dev, PCI_COMMAND, &cmd, 2));
+	cmd &= ~PCI_COMMAND_MEMORY;
+	ASSERT_EQ(0, vd_config_write(&self->dev, PCI_COMMAND, &cmd, 2));
+	dl_acc_clear(&self->set);
+	ASSERT_LE(0, dl_report_all(self->dev.fd, &self->set));
+	expect_all_dirty(_metadata, &self->set);
+	ret = dl_stop(self->dev.fd);
+	EXPECT_EQ(-EIO, ret) TH_LOG("STOP with decoding off: %s", strerror(-ret));
+
+	enable_device(_metadata, self);
+	dl_acc_clear(&self->set);
+	ASSERT_LE(0, dl_report_all(self->dev.fd, &self->set));
+	blk_read(_metadata, self, exact_io, ARRAY_SIZE(exact_io));
+	dl_acc_clear(&self->set);
+	ASSERT_LE(0, dl_report_all(self->dev.fd, &self->set));
+	gran = allowed_gran(&self->set, self->set.page_size);
+	written_pages(_metadata, self, exact_io, ARRAY_SIZE(exact_io), self->set.page_size,
+		      &required);
+	allowed_pages(_metadata, self, gran, &allowed);
+	check_acc(_metadata, &self->set, &required, &allowed, gran);
+	dl_pages_free(&required);
+	dl_pages_free(&allowed);
+	stop(_metadata, self);
+}
+
+/*
  * With a device that sets bits past bitmap_length: nothing breaks, and
  * reports stay correct for the memory tracked.
  */

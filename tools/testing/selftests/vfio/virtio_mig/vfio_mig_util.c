@@ -71,7 +71,8 @@ int mig_blk_start(struct mig_dev *m, struct vu_vq *vq, uint16_t size)
 	ret = vu_reset(v, MIG_RESET_TIMEOUT_MS);
 	if (ret)
 		return ret;
-	ret = vu_negotiate(v, 1ULL << VIRTIO_F_ACCESS_PLATFORM, 1ULL << VIRTIO_F_VERSION_1);
+	ret = vu_negotiate(v, 1ULL << VIRTIO_F_ACCESS_PLATFORM | 1ULL << VIRTIO_BLK_F_CONFIG_WCE,
+			   1ULL << VIRTIO_F_VERSION_1);
 	if (ret)
 		return ret;
 	ret = vu_vq_setup(v, vq, 0, size);

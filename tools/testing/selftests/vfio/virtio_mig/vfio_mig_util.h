@@ -79,7 +79,7 @@ void mig_dev_close(struct mig_dev *m);
 int mig_dev_reset(struct mig_dev *m);
 
 /*
- * Negotiate VERSION_1 (and ACCESS_PLATFORM when offered), set up queue 0 with
+ * Negotiate VERSION_1 (and ACCESS_PLATFORM and CONFIG_WCE when offered), set up queue 0 with
  * @size entries in m->vu.mem and set DRIVER_OK.
  */
 int mig_blk_start(struct mig_dev *m, struct vu_vq *vq, uint16_t size);

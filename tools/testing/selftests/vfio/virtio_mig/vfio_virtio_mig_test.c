@@ -5,6 +5,9 @@
  *
  *  - mig.*            every single arc of the state machine (with the data_fd
  *                     each returns and the state GET reports afterwards),
+ *                     arcs while the function does not decode memory, the
+ *                     guest's selectors and device configuration writes
+ *                     carried to B,
  *                     MIG_DATA_SIZE against the stream STOP_COPY produces,
  *                     pre-copy (PRECOPY_INFO, ENOMSG at the temporary end,
  *                     the final frame on the same fd, EOF), a migration of a
@@ -35,12 +38,15 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/pci_regs.h>
 
 #include "../../kselftest_harness.h"
 #include "vfio_dev.h"
@@ -884,6 +890,195 @@ TEST_F_TIMEOUT(mig, round_trip_under_load, 300)
 	vu_vq_release(&vqa);
 	vu_vq_release(&vq);
 	free(t);
+}
+
+static void set_command(struct __test_metadata *_metadata, struct vd *d, uint16_t set,
+			uint16_t clear)
+{
+	uint16_t cmd;
+
+	ASSERT_EQ(0, vd_config_read(d, PCI_COMMAND, &cmd, 2));
+	cmd = (cmd | set) & ~clear;
+	ASSERT_EQ(0, vd_config_write(d, PCI_COMMAND, &cmd, 2));
+}
+
+/* Power states in the PowerState field of the power management control register. */
+#define PM_D0		0
+#define PM_D3HOT	3
+
+/* Offset of the power management control register of @d, or 0 without the capability. */
+static unsigned int pm_ctrl(struct vd *d)
+{
+	unsigned int pos, hops;
+	uint8_t cfg[256];
+
+	if (vd_config_read(d, 0, cfg, sizeof(cfg)))
+		return 0;
+	for (pos = cfg[PCI_CAPABILITY_LIST] & ~3u, hops = 0; pos && hops < 48;
+	     pos = cfg[pos + PCI_CAP_LIST_NEXT] & ~3u, hops++)
+		if (cfg[pos + PCI_CAP_LIST_ID] == PCI_CAP_ID_PM)
+			return pos + PCI_PM_CTRL;
+	return 0;
+}
+
+static void set_power_state(struct __test_metadata *_metadata, struct vd *d, unsigned int pm,
+			    uint16_t state)
+{
+	uint16_t ctrl;
+
+	ASSERT_EQ(0, vd_config_read(d, pm, &ctrl, 2));
+	ctrl = (ctrl & ~PCI_PM_CTRL_STATE_MASK) | state;
+	ASSERT_EQ(0, vd_config_write(d, pm, &ctrl, 2));
+}
+
+/*
+ * While the function does not decode memory (Memory Space Enable cleared by
+ * the user, or the function in D3hot) an arc that needs the device's
+ * registers fails with EIO and leaves the state as it was, and the device
+ * model sees no BAR access meanwhile; arcs that need no register (a pre-copy
+ * session opened and closed) still work. Decoding on again, the device
+ * migrates as before.
+ */
+TEST_F_TIMEOUT(mig, memory_decoding_off, 120)
+{
+	const char *stat = "bar_accesses_while_disabled";
+	struct mig_dev *a = &self->p.a;
+	unsigned int pm = pm_ctrl(&a->vd);
+	long before[2], after[2];
+	int fd = -1, ret;
+
+	ASSERT_EQ(0, mig_devsim_settle(mig_devsim_stats_dir(), 2, stat, before));
+
+	set_command(_metadata, &a->vd, 0, PCI_COMMAND_MEMORY);
+	ret = mig_set_state(&a->vd, S_RUNNING_P2P, &fd);
+	EXPECT_EQ(-EIO, ret) TH_LOG("RUNNING -> RUNNING_P2P, decoding off: %s", strerror(-ret));
+	EXPECT_EQ(S_RUNNING, get_state(_metadata, a));
+	ret = mig_set_state(&a->vd, S_PRE_COPY, &fd);
+	EXPECT_EQ(0, ret) TH_LOG("RUNNING -> PRE_COPY, decoding off: %s", strerror(-ret));
+	EXPECT_LE(0, fd);
+	if (fd >= 0)
+		close(fd);
+	ret = mig_set_state(&a->vd, S_RUNNING, &fd);
+	EXPECT_EQ(0, ret) TH_LOG("PRE_COPY -> RUNNING, decoding off: %s", strerror(-ret));
+	set_command(_metadata, &a->vd, PCI_COMMAND_MEMORY, 0);
+	walk(_metadata, a, (uint32_t[]){ S_RUNNING_P2P, S_RUNNING }, 2, &fd);
+
+	ASSERT_NE(0U, pm) TH_LOG("A has no power management capability");
+	set_power_state(_metadata, &a->vd, pm, PM_D3HOT);
+	ret = mig_set_state(&a->vd, S_RUNNING_P2P, &fd);
+	EXPECT_EQ(-EIO, ret) TH_LOG("RUNNING -> RUNNING_P2P in D3hot: %s", strerror(-ret));
+	EXPECT_EQ(S_RUNNING, get_state(_metadata, a));
+	set_power_state(_metadata, &a->vd, pm, PM_D0);
+	ASSERT_EQ(0, mig_devsim_settle(mig_devsim_stats_dir(), 2, stat, after));
+	EXPECT_EQ(before[0], after[0])
+		TH_LOG("%ld BAR accesses while A did not decode memory", after[0] - before[0]);
+
+	/* Leaving D3hot may reset the function: decode and master again. */
+	set_command(_metadata, &a->vd, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, 0);
+	save_a(_metadata, &self->p);
+}
+
+/*
+ * The data fds never block, so they need no poll method of their own: the
+ * default mask says "ready" at once, and a read or write that follows returns
+ * at once (data, ENOMSG at the end of the pre-copy data, EOF, or the bytes
+ * written), which is what a user that polls before each call needs.
+ */
+TEST_F_TIMEOUT(mig, data_fds_never_block, 120)
+{
+	struct pollfd pfd = { .events = POLLIN | POLLOUT };
+	uint8_t buf[4096];
+	ssize_t n;
+
+	walk(_metadata, &self->p.a, (uint32_t[]){ S_PRE_COPY }, 1, &self->p.fd);
+	ASSERT_LE(0, self->p.fd);
+	pfd.fd = self->p.fd;
+	ASSERT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_TRUE(!!(pfd.revents & POLLIN));
+	/* The pre-copy data, then ENOMSG until STOP_COPY: each read returns at once. */
+	do {
+		n = read(self->p.fd, buf, sizeof(buf));
+	} while (n > 0);
+	EXPECT_EQ(-1, n);
+	EXPECT_EQ(ENOMSG, errno);
+	ASSERT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_TRUE(!!(pfd.revents & POLLIN));
+	walk(_metadata, &self->p.a, (uint32_t[]){ S_RUNNING }, 1, &self->p.fd);
+	close(self->p.fd);
+	self->p.fd = -1;
+
+	save_a(_metadata, &self->p);
+	walk(_metadata, &self->p.b, to_resuming, N(to_resuming), &self->p.fd2);
+	ASSERT_LE(0, self->p.fd2);
+	pfd.fd = self->p.fd2;
+	ASSERT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_TRUE(!!(pfd.revents & POLLOUT));
+	ASSERT_EQ(0, mig_write_stream(self->p.fd2, self->p.stream, self->p.len, 4096));
+	ASSERT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_TRUE(!!(pfd.revents & POLLOUT));
+	walk(_metadata, &self->p.b, (uint32_t[]){ S_STOP, S_RUNNING_P2P, S_RUNNING }, 3,
+	     &self->p.fd2);
+}
+
+static void get_selectors(struct vu_dev *d, uint32_t sel[3])
+{
+	sel[0] = vu_read32(d->common + VIRTIO_PCI_COMMON_DFSELECT);
+	sel[1] = vu_read32(d->common + VIRTIO_PCI_COMMON_GFSELECT);
+	sel[2] = vu_read16(d->common + VIRTIO_PCI_COMMON_Q_SELECT);
+}
+
+#define VVMS_SEC_SELECTORS	6
+#define BLK_CFG_WRITEBACK	32
+
+/*
+ * What the guest left in registers the stream did not describe before: its
+ * selectors (it may be between a select and the access it selected for),
+ * which saving must leave as they were on A and B must get from the stream,
+ * and the cache mode it wrote into the device configuration (writeback, with
+ * CONFIG_WCE), which B must get back.
+ */
+TEST_F_TIMEOUT(mig, guest_registers_carried, 120)
+{
+	/* Values the driver's own accesses would not leave behind. */
+	const uint32_t want[3] = { 1, 0, 0x2a };
+	uint32_t got[3];
+	struct vu_vq vq;
+	long sec;
+	int i;
+
+	ASSERT_EQ(0, mig_blk_start(&self->p.a, &vq, 16));
+	ASSERT_TRUE(!!(self->p.a.vu.features & 1ULL << VIRTIO_BLK_F_CONFIG_WCE))
+		TH_LOG("the device model offers no CONFIG_WCE");
+	EXPECT_EQ(1, vu_read8(self->p.a.vu.device + BLK_CFG_WRITEBACK));
+	vu_write8(self->p.a.vu.device + BLK_CFG_WRITEBACK, 0);
+	ASSERT_EQ(0, vu_read8(self->p.a.vu.device + BLK_CFG_WRITEBACK));
+	vu_write32(self->p.a.vu.common + VIRTIO_PCI_COMMON_DFSELECT, want[0]);
+	vu_write32(self->p.a.vu.common + VIRTIO_PCI_COMMON_GFSELECT, want[1]);
+	vu_write16(self->p.a.vu.common + VIRTIO_PCI_COMMON_Q_SELECT, want[2]);
+	get_selectors(&self->p.a.vu, got);
+	ASSERT_EQ(0, memcmp(want, got, sizeof(got))) TH_LOG("the device does not keep selectors");
+
+	save_a(_metadata, &self->p);
+	get_selectors(&self->p.a.vu, got);
+	for (i = 0; i < 3; i++)
+		EXPECT_EQ(want[i], got[i]) TH_LOG("A's selector %d after saving", i);
+
+	sec = vvms_find_section(self->p.stream, VVMS_SEC_SELECTORS, 0);
+	ASSERT_LE(0, sec) TH_LOG("no selectors section in the stream");
+	EXPECT_EQ(want[0], vvms_get32(self->p.stream + sec + VVMS_SECTION_HDR_LEN));
+	EXPECT_EQ(want[1], vvms_get32(self->p.stream + sec + VVMS_SECTION_HDR_LEN + 4));
+	EXPECT_EQ(want[2], vvms_get16(self->p.stream + sec + VVMS_SECTION_HDR_LEN + 8));
+
+	EXPECT_EQ(1, vu_read8(self->p.b.vu.device + BLK_CFG_WRITEBACK));
+	walk(_metadata, &self->p.b, to_resuming, N(to_resuming), &self->p.fd2);
+	ASSERT_EQ(0, mig_write_stream(self->p.fd2, self->p.stream, self->p.len, 4096));
+	walk(_metadata, &self->p.b, (uint32_t[]){ S_STOP }, 1, &self->p.fd2);
+	get_selectors(&self->p.b.vu, got);
+	for (i = 0; i < 3; i++)
+		EXPECT_EQ(want[i], got[i]) TH_LOG("B's selector %d after loading", i);
+	EXPECT_EQ(0, vu_read8(self->p.b.vu.device + BLK_CFG_WRITEBACK))
+		TH_LOG("B's writeback after loading");
+	walk(_metadata, &self->p.b, stop_to_running, N(stop_to_running), &self->p.fd2);
 }
 
 /* mig_arc: multi-step requests and rejected ones */
