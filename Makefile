@@ -88,10 +88,12 @@ check-debug check-kasan: all
 		$(VM)/guest/run-tests.sh 2>&1 | tee $(LOGS)/$@-vm.log
 	-$(IN_ROOT) $(VM)/run-vm.sh --kernel-variant $(@:check-%=%) --viommu --timeout 1800 -- \
 		$(VM)/guest/run-tests.sh viommu 2>&1 | tee $(LOGS)/$@-vm-viommu.log
+	-$(IN_ROOT) $(VM)/run-variant-tests.sh --kernel-variant $(@:check-%=%) --timeout 1800 2>&1 \
+		| tee $(LOGS)/$@-vm-variants.log
 	-$(IN_ROOT) $(VM)/run-admin-tests.sh --kernel-variant $(@:check-%=%) --timeout 1800 2>&1 \
 		| tee $(LOGS)/$@-vm-admin.log
 	@$(IN_ROOT) python3 $(VM)/summarize.py --results $(RESULTS) $(LOGS)/$@-vm.log \
-		$(LOGS)/$@-vm-viommu.log $(LOGS)/$@-vm-admin.log
+		$(LOGS)/$@-vm-viommu.log $(LOGS)/$@-vm-variants.log $(LOGS)/$@-vm-admin.log
 
 # Benchmarks report ratios against a baseline measured in the same run, never pass/fail.
 bench: all

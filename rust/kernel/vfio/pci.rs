@@ -26,6 +26,10 @@ use crate::{
     bindings,
     device,
     device_id::RawDeviceIdIndex,
+    dma::{
+        Device as _,
+        DmaMask, //
+    },
     driver,
     error::{
         from_err_ptr,
@@ -69,6 +73,11 @@ pub trait Driver: Send + Sync + Sized + 'static {
 
     /// Name of the VFIO device ops, as shown by the VFIO core.
     const NAME: &'static CStr;
+
+    /// The DMA mask set before [`Driver::probe`], for memory the driver itself gives the
+    /// device (`vfio_pci_core` allocates none and leaves the PCI default of 32 bits); `None`
+    /// keeps what the function has.
+    const DMA_MASK: Option<DmaMask> = None;
 
     /// Checks a matching device and returns the driver's per-device data.
     fn probe(
@@ -644,6 +653,11 @@ impl<T: Driver> Adapter<T> {
         pdev: *mut bindings::pci_dev,
         info: Option<&T::IdInfo>,
     ) -> Result {
+        if let Some(mask) = T::DMA_MASK {
+            // SAFETY: The driver has no DMA allocation or mapping for the device yet: its probe
+            // has not run.
+            unsafe { core_pdev.dma_set_mask_and_coherent(mask)? };
+        }
         let init = T::probe(core_pdev, info);
         let () = Self::ALIGNED_BY_ALLOCATOR;
         // SAFETY: `pdev` is valid; `DEVICE_OPS` is static. The allocation is at least as large

@@ -41,3 +41,38 @@ need_host_tool() {
 	apt-get update -qq >&2
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${2:-$1}" >&2
 }
+
+# The scripts that boot one VM per suite set (run-variant-tests.sh, run-admin-tests.sh) take
+#   [--timeout SECONDS] [--kernel-variant NAME] [SET...]
+# parse_set_args DEFAULT_TIMEOUT KNOWN_SETS... -- ARGS... leaves them in SET_TIMEOUT,
+# SET_VARIANT (run-vm.sh options) and SETS (every known set when none is named).
+parse_set_args() {
+	local known=()
+	SET_TIMEOUT=$1
+	shift
+	while [ "$1" != -- ]; do
+		known+=("$1")
+		shift
+	done
+	shift
+	SET_VARIANT=()
+	SETS=()
+	while [ $# -gt 0 ]; do
+		case "$1" in
+		--timeout) SET_TIMEOUT=$2; shift ;;
+		--kernel-variant) SET_VARIANT=(--kernel-variant "$2"); shift ;;
+		*) [[ " ${known[*]} " == *" $1 "* ]] || die "unknown suite set $1"; SETS+=("$1") ;;
+		esac
+		shift
+	done
+	[ ${#SETS[@]} -gt 0 ] || SETS=("${known[@]}")
+}
+
+# boot_set SET RUN_VM_OPTIONS...: one VM running guest/run-tests.sh SET; its exit status.
+boot_set() {
+	local set=$1
+	shift
+	# Through a pipe: the VM reopens its output and would truncate a file there.
+	"$VM_DIR/run-vm.sh" --timeout "$SET_TIMEOUT" "${SET_VARIANT[@]}" "$@" -- \
+		"$VM_DIR/guest/run-tests.sh" "$set" 2>&1 | cat
+}

@@ -31,21 +31,10 @@ declare -A VM_ARGS=(
 )
 ALL_SETS=(admin admin-viommu)
 
-timeout_s=900
-sets=()
-variant=()
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--timeout) timeout_s=$2; shift ;;
-	--kernel-variant) variant=(--kernel-variant "$2"); shift ;;
-	*) [ -n "${VM_ARGS[$1]+set}" ] || die "unknown suite set $1"; sets+=("$1") ;;
-	esac
-	shift
-done
-[ ${#sets[@]} -gt 0 ] || sets=("${ALL_SETS[@]}")
+parse_set_args 900 "${ALL_SETS[@]}" -- "$@"
 
 rc=0
-for set in "${sets[@]}"; do
+for set in "${SETS[@]}"; do
 	admin_instances "$set"
 	read -ra args <<<"${VM_ARGS[$set]}"
 	args+=(--owners --devices "${#ADMIN_INSTANCES[@]}")
@@ -53,9 +42,7 @@ for set in "${sets[@]}"; do
 		args+=(--devsim-args-for "$i" "$(cut -d'|' -f4 <<<"${ADMIN_INSTANCES[$i]}")")
 	done
 	status=0
-	# Through a pipe: the VM reopens its output and would truncate a file there.
-	"$VM_DIR/run-vm.sh" --timeout "$timeout_s" "${variant[@]}" "${args[@]}" -- \
-		"$VM_DIR/guest/run-tests.sh" "$set" 2>&1 | cat || status=$?
+	boot_set "$set" "${args[@]}" || status=$?
 	[ $rc != 0 ] || rc=$status
 done
 exit $rc

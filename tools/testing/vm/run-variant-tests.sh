@@ -15,7 +15,10 @@
 #
 # Runs inside the toolchain root, like run-vm.sh:
 #
-#   tools/testing/vm/in-root.sh tools/testing/vm/run-variant-tests.sh [--timeout SECONDS] [SET...]
+#   tools/testing/vm/in-root.sh tools/testing/vm/run-variant-tests.sh [--timeout SECONDS] \
+#       [--kernel-variant NAME] [SET...]
+#
+# --kernel-variant boots the kernel kernel-build.sh --variant NAME built (make check-debug).
 #
 # Without a set every set runs. The output carries the @@suite/@@end markers summarize.py
 # reads; the exit status is that of the first boot that failed.
@@ -31,23 +34,12 @@ declare -A DEVSIM_ARGS=(
 )
 ALL_SETS=(mig-load mig-fault dirty-gra dirty-past-length dirty-byte)
 
-timeout_s=600
-sets=()
-while [ $# -gt 0 ]; do
-	case "$1" in
-	--timeout) timeout_s=$2; shift ;;
-	*) [ -n "${DEVSIM_ARGS[$1]+set}" ] || die "unknown suite set $1"; sets+=("$1") ;;
-	esac
-	shift
-done
-[ ${#sets[@]} -gt 0 ] || sets=("${ALL_SETS[@]}")
+parse_set_args 600 "${ALL_SETS[@]}" -- "$@"
 
 rc=0
-for set in "${sets[@]}"; do
+for set in "${SETS[@]}"; do
 	status=0
-	# Through a pipe: the VM reopens its output and would truncate a file there.
-	"$VM_DIR/run-vm.sh" --timeout "$timeout_s" --devsim-args "${DEVSIM_ARGS[$set]}" -- \
-		"$VM_DIR/guest/run-tests.sh" "$set" 2>&1 | cat || status=$?
+	boot_set "$set" --devsim-args "${DEVSIM_ARGS[$set]}" || status=$?
 	[ $rc != 0 ] || rc=$status
 done
 exit $rc

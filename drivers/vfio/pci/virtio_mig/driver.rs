@@ -8,6 +8,7 @@ use kernel::{
         Bound,
         Core, //
     },
+    dma::DmaMask,
     fs::File,
     pci,
     prelude::*,
@@ -160,6 +161,9 @@ impl Driver for VirtioVfioMig {
 
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
     const NAME: &'static CStr = c"virtio-vfio-mig";
+    // The tracker's bitmap is the driver's own DMA memory, and `bitmap_addr` takes 64 bits, as
+    // every address of a virtio 1.x device does: no need to confine it below 4 GiB.
+    const DMA_MASK: Option<DmaMask> = Some(DmaMask::new::<64>());
 
     fn probe(
         pdev: &pci::Device<Core<'_>>,

@@ -56,6 +56,34 @@ unbind_tests() {
 	"$SELFTESTS/vfio_unbind_test" "$bdf" 2>&1
 }
 
+# The driver gives the device DMA memory of its own (the tracker bitmap) and asks for 64-bit
+# DMA addresses; vfio-pci leaves a function at the PCI default of 32 bits. A function that
+# virtio_pci never had (it sets 64 bits itself) shows which: the last one is removed and
+# found again with autoprobe off, then bound to the driver.
+dma_mask_tests() {
+	local bdf dev bits
+	modprobe "$DRIVER" || { echo "not ok 1 modprobe $DRIVER"; return 1; }
+	bdf=$(devsim_devices | tail -n 1)
+	dev=/sys/bus/pci/devices/$bdf
+	echo "1..3"
+	echo 1 >"$dev/remove"
+	echo 0 >/sys/bus/pci/drivers_autoprobe
+	echo 1 >/sys/bus/pci/rescan
+	echo 1 >/sys/bus/pci/drivers_autoprobe
+	if [ ! -e "$dev" ] || [ -e "$dev/driver" ]; then
+		echo "not ok 1 $bdf found again and left unbound"
+		return 1
+	fi
+	echo "ok 1 $bdf found again and left unbound"
+	bits=$(cat "$dev/consistent_dma_mask_bits")
+	[ "$bits" = 32 ] && echo "ok 2 coherent DMA mask before binding: $bits bits" ||
+		echo "not ok 2 coherent DMA mask before binding: $bits bits, not the PCI default"
+	bind_driver "$bdf" || { echo "not ok 3 bind $bdf to $DRIVER"; return 1; }
+	bits=$(cat "$dev/consistent_dma_mask_bits")
+	[ "$bits" = 64 ] && echo "ok 3 coherent DMA mask of $DRIVER: $bits bits" ||
+		{ echo "not ok 3 coherent DMA mask of $DRIVER: $bits bits"; return 1; }
+}
+
 # Migration from the first device-model function to the second, both bound to the driver.
 mig_setup() {
 	local bdf
@@ -151,6 +179,7 @@ all)
 	run_suite kselftest-virtio-mig-bind bind_tests
 	run_suite kselftest-vfio-virtio-blk blk_tests
 	run_suite kselftest-vfio-unbind unbind_tests
+	run_suite dma-mask dma_mask_tests
 	run_suite kselftest-vfio-virtio-mig mig_tests
 	run_suite kselftest-vfio-dirty-log dirty_log_tests
 	run_suite module-unload unload

@@ -163,6 +163,13 @@ FIXTURE_SETUP(dirty_log)
 
 FIXTURE_TEARDOWN(dirty_log)
 {
+	uint16_t cmd;
+
+	/* A test that failed with memory decoding off must not fault below. */
+	if (self->vq_up && !vd_config_read(&self->dev, PCI_COMMAND, &cmd, 2)) {
+		cmd |= PCI_COMMAND_MEMORY;
+		vd_config_write(&self->dev, PCI_COMMAND, &cmd, 2);
+	}
 	if (self->logging)
 		dl_stop(self->dev.fd);
 	if (self->vq_up) {
