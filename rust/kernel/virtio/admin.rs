@@ -483,20 +483,22 @@ impl Owner {
             }),
             GFP_KERNEL,
         )?;
-        let ready = owner.chan.lock().ensure_ready(&owner);
-        if let Err(e) = ready {
-            dev_err!(pdev, "admin queue does not work ({:?})\n", e);
-            // The device may have started on the queue: reset it before the memory goes.
-            owner.remove();
-            return Err(e);
-        }
-        let groups = owner.chan.lock().groups;
-        let queue_index = owner
-            .chan
-            .lock()
-            .live
-            .as_ref()
-            .map_or(0, |live| live.queue_index);
+        let ready = {
+            let mut chan = owner.chan.lock();
+            chan.ensure_ready(&owner).map(|()| {
+                let queue_index = chan.live.as_ref().map_or(0, |live| live.queue_index);
+                (chan.groups, queue_index)
+            })
+        };
+        let (groups, queue_index) = match ready {
+            Ok(found) => found,
+            Err(e) => {
+                dev_err!(pdev, "admin queue does not work ({:?})\n", e);
+                // The device may have started on the queue: reset it before the memory goes.
+                owner.remove();
+                return Err(e);
+            }
+        };
         registry().push(owner.clone(), GFP_KERNEL)?;
         let slot = groups & 1 << group_type::SLOT != 0;
         let sriov = groups & 1 << group_type::SRIOV != 0;

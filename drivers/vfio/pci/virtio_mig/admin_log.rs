@@ -24,7 +24,8 @@ use kernel::{
     virtio::admin::{
         Epoch,
         Member,
-        StartEntry, //
+        StartEntry,
+        WriteRecordCaps, //
     },
 };
 use virtio_mig_core::{
@@ -96,11 +97,20 @@ impl AdminLog {
     }
 
     /// Stops whatever the owner records for this member, then starts `session`'s recording.
-    fn arm(member: &Member, session: &mut Session) -> Result {
+    /// `planned` are the capabilities the session was just planned with; without them (a
+    /// re-arm, perhaps after an owner reset that changed what it supports) they are asked
+    /// again.
+    fn arm(member: &Member, session: &mut Session, planned: Option<&WriteRecordCaps>) -> Result {
         // A user that went away, or an earlier failure, may have left recording on.
         let _ = member.stop_write_records();
-        // An owner reset since the session was planned may have changed what it supports.
-        let caps = member.write_record_caps()?;
+        let queried;
+        let caps = match planned {
+            Some(caps) => caps,
+            None => {
+                queried = member.write_record_caps()?;
+                &queried
+            }
+        };
         if !caps.supports_page_size(session.page_size)
             || session.entries.len() > usize::try_from(caps.max_ranges)?
         {
@@ -181,7 +191,7 @@ impl LogBackend for AdminLog {
             epoch: member.epoch(),
             rearm: true,
         };
-        Self::arm(member, &mut session).inspect_err(|e| {
+        Self::arm(member, &mut session, Some(&caps)).inspect_err(|e| {
             dev_err!(
                 pdev,
                 "owner {:?} did not start write recording ({:?})\n",
@@ -253,7 +263,7 @@ impl LogBackend for AdminLog {
         // whatever the device wrote meanwhile is reported once, range by range.
         let mut doubt = false;
         if session.rearm {
-            doubt = Self::arm(member, session).is_err();
+            doubt = Self::arm(member, session, None).is_err();
             session.ranges.lose_all();
         }
         let mut reads = 0;
@@ -321,7 +331,7 @@ impl LogBackend for AdminLog {
             out.set_range(iova, length);
             session.ranges.lose_all();
             session.rearm = true;
-            if let Err(e) = Self::arm(member, session) {
+            if let Err(e) = Self::arm(member, session, None) {
                 dev_dbg!(pdev, "restarting write recording failed ({:?})\n", e);
             }
         }

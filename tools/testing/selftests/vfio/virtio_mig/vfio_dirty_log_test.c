@@ -379,27 +379,19 @@ static const struct io exact_io[] = {
 };
 
 /*
- * START at @page_size; the device is idle so the first REPORT is clean; then
- * reads land in known buffers and the report holds exactly their pages.
+ * Reads land in the buffers of exact_io; the next REPORT must hold every page
+ * they wrote and no page the device was not given. Returns the pages dirty.
  */
-static void report_exact(struct __test_metadata *_metadata, FIXTURE_DATA(dirty_log) *self,
-			 uint64_t page_size)
+static uint64_t expect_exact_report(struct __test_metadata *_metadata,
+				    FIXTURE_DATA(dirty_log) *self)
 {
 	struct dl_pages required = {}, allowed = {};
-	uint64_t start_page, gran, dirty;
-
-	track_mem(_metadata, self);
-	start(_metadata, self, page_size);
-	start_page = self->set.page_size;
-	TH_LOG("%u ranges from %#llx to %#llx, page size %#llx", self->set.n,
-	       (unsigned long long)self->set.r[0].iova,
-	       (unsigned long long)set_end(&self->set), (unsigned long long)start_page);
-	expect_clean(_metadata, self, "right after START");
+	uint64_t gran, dirty;
 
 	blk_read(_metadata, self, exact_io, ARRAY_SIZE(exact_io));
 	dl_acc_clear(&self->set);
 	ASSERT_LE(0, dl_report_all(self->dev.fd, &self->set));
-	gran = allowed_gran(&self->set, start_page);
+	gran = allowed_gran(&self->set, self->set.page_size);
 	written_pages(_metadata, self, exact_io, ARRAY_SIZE(exact_io), self->set.page_size,
 		      &required);
 	allowed_pages(_metadata, self, gran, &allowed);
@@ -408,6 +400,23 @@ static void report_exact(struct __test_metadata *_metadata, FIXTURE_DATA(dirty_l
 	       (unsigned long long)dirty, required.n);
 	dl_pages_free(&required);
 	dl_pages_free(&allowed);
+	return dirty;
+}
+
+/*
+ * START at @page_size; the device is idle so the first REPORT is clean; then
+ * reads land in known buffers and the report holds exactly their pages.
+ */
+static void report_exact(struct __test_metadata *_metadata, FIXTURE_DATA(dirty_log) *self,
+			 uint64_t page_size)
+{
+	track_mem(_metadata, self);
+	start(_metadata, self, page_size);
+	TH_LOG("%u ranges from %#llx to %#llx, page size %#llx", self->set.n,
+	       (unsigned long long)self->set.r[0].iova,
+	       (unsigned long long)set_end(&self->set), (unsigned long long)self->set.page_size);
+	expect_clean(_metadata, self, "right after START");
+	expect_exact_report(_metadata, self);
 	stop(_metadata, self);
 }
 
@@ -1025,9 +1034,6 @@ static void expect_all_dirty(struct __test_metadata *_metadata, const struct dl_
 static void reset_reports_all(struct __test_metadata *_metadata,
 			      FIXTURE_DATA(dirty_log) *self, bool vfio_reset)
 {
-	struct dl_pages required = {}, allowed = {};
-	uint64_t gran;
-
 	if (vfio_reset && !(self->dev.info.flags & VFIO_DEVICE_FLAGS_RESET))
 		SKIP(return, "VFIO reports no reset method for %s", bdf);
 	track_mem(_metadata, self);
@@ -1047,17 +1053,7 @@ static void reset_reports_all(struct __test_metadata *_metadata,
 	ASSERT_LE(0, dl_report_all(self->dev.fd, &self->set));
 	expect_all_dirty(_metadata, &self->set);
 	expect_clean(_metadata, self, "the REPORT after the whole-range one");
-
-	blk_read(_metadata, self, exact_io, ARRAY_SIZE(exact_io));
-	dl_acc_clear(&self->set);
-	ASSERT_LE(0, dl_report_all(self->dev.fd, &self->set));
-	gran = allowed_gran(&self->set, self->set.page_size);
-	written_pages(_metadata, self, exact_io, ARRAY_SIZE(exact_io), self->set.page_size,
-		      &required);
-	allowed_pages(_metadata, self, gran, &allowed);
-	check_acc(_metadata, &self->set, &required, &allowed, gran);
-	dl_pages_free(&required);
-	dl_pages_free(&allowed);
+	expect_exact_report(_metadata, self);
 	stop(_metadata, self);
 }
 
@@ -1123,8 +1119,6 @@ TEST_F(dirty_log, reset_reports_each_section_once)
  */
 TEST_F(dirty_log, memory_decoding_off)
 {
-	struct dl_pages required = {}, allowed = {};
-	uint64_t gran;
 	uint16_t cmd;
 	int ret;
 
@@ -1145,16 +1139,7 @@ TEST_F(dirty_log, memory_decoding_off)
 	enable_device(_metadata, self);
 	dl_acc_clear(&self->set);
 	ASSERT_LE(0, dl_report_all(self->dev.fd, &self->set));
-	blk_read(_metadata, self, exact_io, ARRAY_SIZE(exact_io));
-	dl_acc_clear(&self->set);
-	ASSERT_LE(0, dl_report_all(self->dev.fd, &self->set));
-	gran = allowed_gran(&self->set, self->set.page_size);
-	written_pages(_metadata, self, exact_io, ARRAY_SIZE(exact_io), self->set.page_size,
-		      &required);
-	allowed_pages(_metadata, self, gran, &allowed);
-	check_acc(_metadata, &self->set, &required, &allowed, gran);
-	dl_pages_free(&required);
-	dl_pages_free(&allowed);
+	expect_exact_report(_metadata, self);
 	stop(_metadata, self);
 }
 
