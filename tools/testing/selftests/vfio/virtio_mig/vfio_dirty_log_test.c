@@ -41,6 +41,7 @@
 #include <linux/pci_regs.h>
 
 #include "../../kselftest_harness.h"
+#include "dirty_log_race.h"
 #include "dirty_log_util.h"
 #include "vfio_dev.h"
 #include "virtio_user.h"
@@ -588,162 +589,31 @@ TEST_F(dirty_log, range_at_256g)
 #define RACE_DEPTH		32
 #define RACE_SECONDS		120
 
-struct completion {
-	uint16_t buf;
-	uint64_t t_sub, t_done;
-};
-
-struct report_rec {
-	uint64_t t_start, t_end;
-	uint64_t bufs[NBUF / 64];
-};
-
-struct race {
-	FIXTURE_DATA(dirty_log) *self;
-	struct completion *done;
-	unsigned int ndone;
-	volatile int stop;
-	int err;
-};
-
-static uint64_t seq;
-
-static uint64_t tick(void)
-{
-	return __atomic_add_fetch(&seq, 1, __ATOMIC_SEQ_CST);
-}
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
-}
-
-static void *race_workload(void *arg)
-{
-	struct race *race = arg;
-	FIXTURE_DATA(dirty_log) *self = race->self;
-	uint64_t t_sub[NREQ], deadline = now_ms() + RACE_SECONDS * 1000;
-	unsigned int next_buf = 0, submitted = 0, i;
-	uint16_t req_buf[NREQ];
-	bool busy[NREQ] = {};
-
-	while (race->ndone < RACE_REQUESTS && !race->stop) {
-		unsigned int was = submitted;
-		void *cookie;
-		uint32_t len;
-		int ret;
-
-		for (i = 0; i < RACE_DEPTH && submitted < RACE_REQUESTS; i++) {
-			struct vu_blk_req *r = self->req[i];
-
-			if (busy[i])
-				continue;
-			req_buf[i] = next_buf;
-			r->data = self->buf[next_buf];
-			r->len = SZ_4K;
-			next_buf = (next_buf + 1) % NBUF;
-			t_sub[i] = tick();
-			ret = vu_blk_submit(&self->vq, r, VIRTIO_BLK_T_IN,
-					    (submitted * 8) % (self->capacity - 8));
-			if (ret) {
-				race->err = ret;
-				return NULL;
-			}
-			busy[i] = true;
-			submitted++;
-		}
-		/* Each kick is a message to the device model: only for new requests. */
-		if (submitted != was)
-			vu_vq_kick(&self->vq);
-		ret = vu_vq_harvest(&self->vq, &cookie, &len);
-		if (ret < 0) {
-			race->err = ret;
-			return NULL;
-		}
-		if (!ret) {
-			if (now_ms() > deadline) {
-				race->err = -ETIMEDOUT;
-				return NULL;
-			}
-			continue;
-		}
-		for (i = 0; i < RACE_DEPTH && self->req[i] != cookie; i++)
-			;
-		if (i == RACE_DEPTH || ((struct vu_blk_req *)cookie)->status != VIRTIO_BLK_S_OK) {
-			race->err = -EIO;
-			return NULL;
-		}
-		race->done[race->ndone] = (struct completion){ req_buf[i], t_sub[i], tick() };
-		__atomic_store_n(&race->ndone, race->ndone + 1, __ATOMIC_RELEASE);
-		busy[i] = false;
-	}
-	return NULL;
-}
-
-static void record_report(struct __test_metadata *_metadata, FIXTURE_DATA(dirty_log) *self,
-			  struct report_rec *rec)
-{
-	struct dl_set *s = &self->set;
-	unsigned int b;
-	long ret;
-
-	memset(rec, 0, sizeof(*rec));
-	rec->t_start = tick();
-	ret = dl_report_all(self->dev.fd, s);
-	rec->t_end = tick();
-	ASSERT_LE(0, ret) TH_LOG("REPORT: %s", strerror(-ret));
-	for (b = 0; b < NBUF; b++) {
-		uint64_t at = vu_mem_iova(&self->mem, self->buf[b]);
-		int i = dl_find(s, at);
-		uint64_t bit;
-
-		ASSERT_LE(0, i);
-		bit = (at - s->r[i].iova) / s->page_size;
-		if (s->tmp[i][bit / 64] >> (bit % 64) & 1)
-			rec->bufs[b / 64] |= 1ULL << (b % 64);
-	}
-}
-
 TEST_F_TIMEOUT(dirty_log, harvest_race, 300)
 {
 	struct dl_pages required = {}, allowed = {};
-	struct report_rec *rep = NULL;
-	size_t nrep = 0, cap = 0, k;
-	struct race race = { .self = self };
+	struct dl_race race = {
+		.set = &self->set,
+		.vq = &self->vq,
+		.req = self->req,
+		.buf = self->buf,
+		.mem = &self->mem,
+		.depth = RACE_DEPTH,
+		.nbuf = NBUF,
+		.requests = RACE_REQUESTS,
+		.seconds = RACE_SECONDS,
+	};
 	unsigned int c, lost = 0, b;
+	int ret;
 	uint64_t gran;
-	pthread_t th;
 
 	track_mem(_metadata, self);
 	start(_metadata, self, SZ_4K);
-	race.done = calloc(RACE_REQUESTS, sizeof(*race.done));
-	ASSERT_NE(NULL, race.done);
-	ASSERT_EQ(0, pthread_create(&th, NULL, race_workload, &race));
-	for (;;) {
-		bool finished = __atomic_load_n(&race.ndone, __ATOMIC_ACQUIRE) >= RACE_REQUESTS ||
-				race.err;
-
-		if (nrep == cap) {
-			cap = cap ? 2 * cap : 1024;
-			rep = realloc(rep, cap * sizeof(*rep));
-			if (!rep) {
-				race.stop = 1;
-				pthread_join(th, NULL);
-				ASSERT_NE(NULL, rep);
-			}
-		}
-		if (finished)
-			break;
-		record_report(_metadata, self, &rep[nrep++]);
-	}
-	pthread_join(th, NULL);
-	ASSERT_EQ(0, race.err) TH_LOG("workload: %s", strerror(-race.err));
-	/* The final report, with the device idle. */
-	record_report(_metadata, self, &rep[nrep++]);
-	TH_LOG("%u reads completed during %zu reports", race.ndone, nrep);
+	race.fd = self->dev.fd;
+	race.capacity = self->capacity;
+	ret = dl_race_run(&race);
+	ASSERT_EQ(0, ret) TH_LOG("race: %s", strerror(-ret));
+	TH_LOG("%u reads completed during %zu reports", race.ndone, race.nrep);
 
 	/*
 	 * The device wrote a buffer after its submission and before its
@@ -752,25 +622,9 @@ TEST_F_TIMEOUT(dirty_log, harvest_race, 300)
 	 * must hold it.
 	 */
 	for (c = 0; c < race.ndone; c++) {
-		const struct completion *d = &race.done[c];
-		size_t lo = 0, hi = nrep;
-		bool seen = false;
+		const struct dl_race_read *d = &race.done[c];
 
-		/* The first report that ended after the submission. */
-		while (lo < hi) {
-			size_t mid = (lo + hi) / 2;
-
-			if (rep[mid].t_end < d->t_sub)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		for (k = lo; k < nrep && !seen; k++) {
-			seen = rep[k].bufs[d->buf / 64] >> (d->buf % 64) & 1;
-			if (rep[k].t_start > d->t_done)
-				break;
-		}
-		if (!seen && lost++ < 8)
+		if (!dl_race_seen(&race, c) && lost++ < 8)
 			TH_LOG("read %u into buffer %u (%#llx) was never reported", c, d->buf,
 			       (unsigned long long)vu_mem_iova(&self->mem, self->buf[d->buf]));
 	}
@@ -786,8 +640,7 @@ TEST_F_TIMEOUT(dirty_log, harvest_race, 300)
 	gran = allowed_gran(&self->set, self->set.page_size);
 	allowed_pages(_metadata, self, gran, &allowed);
 	check_acc(_metadata, &self->set, &required, &allowed, gran);
-	free(race.done);
-	free(rep);
+	dl_race_free(&race);
 	dl_pages_free(&required);
 	dl_pages_free(&allowed);
 }
