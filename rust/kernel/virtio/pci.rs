@@ -391,6 +391,38 @@ impl<'a> CommonCfg<'a> {
         self.0.write(common::QUEUE_SELECT, selectors.queue_select)
     }
 
+    /// Writes the selector registers of `to` that differ from `now`, what they hold.
+    pub fn change_selectors(&self, now: &Selectors, to: &Selectors) -> Result {
+        if now.device_feature_select != to.device_feature_select {
+            self.0
+                .write(common::DEVICE_FEATURE_SELECT, to.device_feature_select)?;
+        }
+        if now.driver_feature_select != to.driver_feature_select {
+            self.0
+                .write(common::DRIVER_FEATURE_SELECT, to.driver_feature_select)?;
+        }
+        if now.queue_select != to.queue_select {
+            self.0.write(common::QUEUE_SELECT, to.queue_select)?;
+        }
+        Ok(())
+    }
+
+    /// All 64 feature bits the driver accepted, word `last` (0 or 1; any other value means 1)
+    /// read last: `driver_feature_select` is left at it.
+    pub fn driver_features_ending_at(&self, last: u32) -> Result<u64> {
+        let last = last.min(1);
+        self.0.write(common::DRIVER_FEATURE_SELECT, 1 - last)?;
+        let first = self.0.read(common::DRIVER_FEATURE)?;
+        self.0.write(common::DRIVER_FEATURE_SELECT, last)?;
+        let second = self.0.read(common::DRIVER_FEATURE)?;
+        let (lo, hi) = if last == 1 {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        Ok(u64::from(hi) << 32 | u64::from(lo))
+    }
+
     /// All 64 feature bits the driver accepted.
     pub fn driver_features(&self) -> Result<u64> {
         self.0.write(common::DRIVER_FEATURE_SELECT, 0)?;

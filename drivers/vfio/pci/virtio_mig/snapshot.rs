@@ -41,9 +41,9 @@ pub(crate) const MODERN_DEVICE_ID_BASE: u16 = 0x1040;
 /// Runs `f`, which selects queues and feature words, and writes the selector registers back
 /// as they were before it, whether it succeeded or not: the guest may be between a select
 /// and the access it selected for.
-fn keeping_selectors<R>(regs: &Regs<'_>, f: impl FnOnce(Selectors) -> Result<R>) -> Result<R> {
+fn keeping_selectors<R>(regs: &Regs<'_>, f: impl FnOnce() -> Result<R>) -> Result<R> {
     let selectors = regs.common.selectors()?;
-    let result = f(selectors);
+    let result = f();
     let restored = regs.common.set_selectors(&selectors);
     let result = result?;
     restored?;
@@ -53,7 +53,7 @@ fn keeping_selectors<R>(regs: &Regs<'_>, f: impl FnOnce(Selectors) -> Result<R>)
 /// Who the device is and what it offers, read after `vfio_pci_core` reset it at open (queue
 /// sizes then read as the device's maxima).
 pub(crate) fn identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceIdentity> {
-    keeping_selectors(regs, |_| read_identity(pdev, regs))
+    keeping_selectors(regs, || read_identity(pdev, regs))
 }
 
 fn read_identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceIdentity> {
@@ -81,26 +81,46 @@ fn read_identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceIde
 ///
 /// Reads what the driver cannot know (what the guest programmed), each register once: every
 /// queue's configuration, the position of the enabled ones, the device configuration field by
-/// field at its natural width, and the selectors, which are written back afterwards.
+/// field at its natural width, and the selectors. The reads end on the guest's own selectors
+/// where they can (a feature word, an existing queue), and the driver writes back those they
+/// left elsewhere, or all of them after a failure.
 pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8>) -> Result {
-    keeping_selectors(regs, |selectors| save_frame(regs, identity, selectors, out))
+    let guest = regs.common.selectors()?;
+    match save_frame(regs, identity, guest, out) {
+        Ok(left) => regs.common.change_selectors(&left, &guest),
+        Err(e) => {
+            // The failure is what the caller needs to hear.
+            let _ = regs.common.set_selectors(&guest);
+            Err(e)
+        }
+    }
 }
 
+/// Saves the frame; returns the selectors its reads left.
 fn save_frame(
     regs: &Regs<'_>,
     identity: &DeviceIdentity,
-    selectors: Selectors,
+    guest: Selectors,
     out: &mut KVec<u8>,
-) -> Result {
-    let driver_features = regs.common.driver_features()?;
+) -> Result<Selectors> {
+    let mut left = guest;
+    let driver_features = regs
+        .common
+        .driver_features_ending_at(guest.driver_feature_select)?;
+    left.driver_feature_select = guest.driver_feature_select.min(1);
     if driver_features & VIRTIO_F_RING_PACKED != 0 {
         // The device state capability describes split rings only: saving would lose the
         // packed rings' wrap counters.
         return Err(EOPNOTSUPP);
     }
-    let mut queue_states = KVec::with_capacity(usize::from(identity.num_queues), GFP_KERNEL)?;
-    for q in 0..identity.num_queues {
+    let n = identity.num_queues;
+    // The guest's queue last, if it exists.
+    let guest_queue = (guest.queue_select < n).then_some(guest.queue_select);
+    let order = Iterator::chain((0..n).filter(|&q| Some(q) != guest_queue), guest_queue);
+    let mut queue_states = KVec::with_capacity(usize::from(n), GFP_KERNEL)?;
+    for q in order {
         regs.common.select_queue(q)?;
+        left.queue_select = q;
         let enable = regs.common.queue_enable()?;
         let last_avail_idx = if enable != 0 {
             // The queue is stopped: its position is stable and may be read.
@@ -124,6 +144,8 @@ fn save_frame(
             GFP_KERNEL,
         )?;
     }
+    // In index order, as the stream format writes them.
+    queue_states.sort_unstable_by_key(|q| q.index);
     let (config, config_generation) = read_device_config(regs, identity)?;
     let state = SavedState {
         identity: *identity,
@@ -133,7 +155,7 @@ fn save_frame(
             config_generation,
         },
         config_msix_vector: regs.common.config_msix_vector()?,
-        selectors,
+        selectors: guest,
         queues: &queue_states,
         device_config: &config,
     };
@@ -141,7 +163,7 @@ fn save_frame(
     let start = out.len();
     out.extend_with(len, 0, GFP_KERNEL)?;
     match mig_stream::encode_final(&mut out[start..], &state) {
-        Ok(written) if written == len => Ok(()),
+        Ok(written) if written == len => Ok(left),
         _ => {
             out.truncate(start);
             Err(EINVAL)
