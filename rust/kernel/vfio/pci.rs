@@ -175,6 +175,9 @@ pub fn dma_is_translated(pdev: &pci::Device<device::Bound>) -> bool {
     !unsafe { (*pdev.as_raw()).dev.iommu_group }.is_null()
 }
 
+/// `PCI_D3hot`, a cast macro bindgen does not translate.
+const PCI_D3HOT: bindings::pci_power_t = 3;
+
 /// A VFIO PCI core device with the driver's data `T` (`struct vfio_pci_core_device` + `T`).
 ///
 /// Dereferences to `T`.
@@ -268,12 +271,19 @@ impl<'a, T> Opened<'a, T> {
         self.dev
     }
 
-    /// Access to the device's memory BARs, or `EIO` when the function does not decode memory
-    /// now (the user cleared Memory Space Enable in its command register, or put the function
-    /// in D3hot or a low-power state). Holds `vfio_pci_core`'s `memory_lock` for read, as its
-    /// own BAR accessors do: the user changing decoding and resets (which take it for write)
-    /// wait until the access is dropped. Never hold one across a user copy or a page pin: a
-    /// fault on the device's own BAR mapping takes `memory_lock` under `mmap_lock`.
+    /// Access to the device's memory BARs, or `EIO` when the function cannot decode memory
+    /// (it is in D3hot or a low-power state).
+    ///
+    /// BAR accesses follow `vfio_pci_core`'s rules: while the function decodes memory the
+    /// access holds `memory_lock` for read, as vfio-pci's own BAR accessors do. While the user
+    /// has Memory Space Enable cleared (a destination QEMU does, until the incoming state
+    /// restores the command register) it holds `memory_lock` for write with Memory Space Enable
+    /// turned on, and puts the user's command register back when dropped, as vfio-pci does to
+    /// reach the MSI-X table (`vfio_pci_memory_lock_and_enable()`); the user's mappings of the
+    /// BARs are zapped then, so nothing else reaches them. A user that changes decoding or the
+    /// power state, and a reset, wait until the access is dropped. Never hold one across a user
+    /// copy or a page pin: a fault on the device's own BAR mapping takes `memory_lock` under
+    /// `mmap_lock`.
     pub fn memory(&self) -> Result<MemoryAccess<'_, T>> {
         let core = self.dev.as_raw();
         // SAFETY: `core` is valid by the type invariants of `CoreDevice`; `memory_lock` was
@@ -281,13 +291,30 @@ impl<'a, T> Opened<'a, T> {
         unsafe { bindings::down_read(addr_of_mut!((*core).memory_lock)) };
         // SAFETY: The device is open (`vconfig` exists) and `memory_lock` is held, so the
         // answer holds until it is released.
-        if !unsafe { bindings::__vfio_pci_memory_enabled(core) } {
-            // SAFETY: Taken just above.
-            unsafe { bindings::up_read(addr_of_mut!((*core).memory_lock)) };
+        if unsafe { bindings::__vfio_pci_memory_enabled(core) } {
+            // INVARIANT: `memory_lock` is held for read and the device decodes memory.
+            return Ok(MemoryAccess {
+                dev: self.dev,
+                restore: None,
+            });
+        }
+        // SAFETY: Taken just above.
+        unsafe { bindings::up_read(addr_of_mut!((*core).memory_lock)) };
+        // SAFETY: As above; the helper takes `memory_lock` for write and turns Memory Space
+        // Enable on in the physical command register, returning its previous value.
+        let cmd = unsafe { bindings::vfio_pci_memory_lock_and_enable(core) };
+        // SAFETY: `pdev` is valid while the device is open; `memory_lock` held for write keeps
+        // the power state from changing (vfio-pci changes it under the lock).
+        if unsafe { (*(*core).pdev).current_state } >= PCI_D3HOT {
+            // SAFETY: Undoes the helper above.
+            unsafe { bindings::vfio_pci_memory_unlock_and_restore(core, cmd) };
             return Err(EIO);
         }
-        // INVARIANT: `memory_lock` is held for read and the device decodes memory.
-        Ok(MemoryAccess { dev: self.dev })
+        // INVARIANT: `memory_lock` is held for write and Memory Space Enable is on.
+        Ok(MemoryAccess {
+            dev: self.dev,
+            restore: Some(cmd),
+        })
     }
 }
 
@@ -295,10 +322,13 @@ impl<'a, T> Opened<'a, T> {
 ///
 /// # Invariants
 ///
-/// `dev` is open, `memory_lock` of `dev` is held for read, and `__vfio_pci_memory_enabled()`
-/// held when it was taken.
+/// `dev` is open and decodes memory: either `memory_lock` of `dev` is held for read and
+/// `__vfio_pci_memory_enabled()` held when it was taken (`restore` is `None`), or it is held
+/// for write, the device is in D0 and Memory Space Enable was turned on from the command
+/// register value in `restore`.
 pub struct MemoryAccess<'a, T> {
     dev: &'a CoreDevice<T>,
+    restore: Option<u16>,
 }
 
 impl<T> MemoryAccess<'_, T> {
@@ -335,8 +365,14 @@ impl<T> MemoryAccess<'_, T> {
 
 impl<T> Drop for MemoryAccess<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: By the type invariants `memory_lock` is held for read, by `self`.
-        unsafe { bindings::up_read(addr_of_mut!((*self.dev.as_raw()).memory_lock)) };
+        let core = self.dev.as_raw();
+        match self.restore {
+            // SAFETY: By the type invariants `memory_lock` is held for read, by `self`.
+            None => unsafe { bindings::up_read(addr_of_mut!((*core).memory_lock)) },
+            // SAFETY: By the type invariants `memory_lock` is held for write by `self`, taken
+            // by `vfio_pci_memory_lock_and_enable()`, which returned `cmd`.
+            Some(cmd) => unsafe { bindings::vfio_pci_memory_unlock_and_restore(core, cmd) },
+        }
     }
 }
 

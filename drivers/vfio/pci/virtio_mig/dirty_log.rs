@@ -162,8 +162,8 @@ impl DirtyLog {
     }
 
     /// The device was disabled after its last user closed it: bus mastering is off, so the
-    /// bitmap of a session that could not be stopped at close (memory decoding was off) is no
-    /// longer written and can go. Returns whether there was one.
+    /// bitmap of a session that could not be stopped at close (the function was in D3hot) is
+    /// no longer written and can go. Returns whether there was one.
     pub(crate) fn device_disabled(&self) -> bool {
         self.session.lock().take().is_some()
     }
@@ -217,7 +217,8 @@ impl LogBackend for DirtyLog {
         });
         let gra_shift = match armed {
             Ok(Ok(shift)) => shift,
-            // Memory decoding is off: the tracker was not touched and the bitmap can go.
+            // The function cannot decode memory (D3hot): the tracker was not touched and the
+            // bitmap can go.
             Err(e) => {
                 dev_dbg!(pdev, "tracker registers not reachable ({:?})\n", e);
                 return Err(e);
@@ -256,8 +257,9 @@ impl LogBackend for DirtyLog {
         if session.is_none() {
             return Ok(());
         }
-        // With memory decoding off the session stays: it is stopped once decoding is back on,
-        // or let go when the device is disabled (`device_disabled`).
+        // A function that cannot decode memory (D3hot) keeps the session: it is stopped once
+        // the function is back in D0, or let go when the device is disabled
+        // (`device_disabled`).
         let stopped = dev
             .bars
             .with_tracker(|cfg| disarm(cfg, stop_timeout()))
@@ -304,8 +306,8 @@ impl LogBackend for DirtyLog {
                     session.ranges.lose_all();
                     intact?;
                 }
-                // Memory decoding is off, so the tracker cannot be checked: report everything
-                // and check (and re-arm) at the next report.
+                // The function cannot decode memory (D3hot), so the tracker cannot be checked:
+                // report everything and check (and re-arm) at the next report.
                 Err(e) => {
                     dev_dbg!(
                         pdev,

@@ -206,7 +206,7 @@ impl Driver for VirtioVfioMig {
     fn close_device(dev: &Opened<'_, Self>) {
         dev.migration.close();
         // A user that goes away without stopping the log must not leave the device writing.
-        // A tracker that cannot be reached (memory decoding off) stops when the device is
+        // A tracker that cannot be reached (the function in D3hot) stops when the device is
         // disabled.
         if dev.admin_log.member().is_some() {
             let _ = dev.admin_log.stop(&dev.device().pdev());

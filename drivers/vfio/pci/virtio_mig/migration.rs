@@ -277,7 +277,8 @@ impl Migration {
         if !actions.iter().any(|a| a.touches_device()) {
             return self.run_arc(pdev, None, inner, cur, new, actions);
         }
-        // The whole arc runs with memory decoding held on; when it is off nothing is done.
+        // The whole arc runs under one memory access; a function that cannot decode memory
+        // (D3hot) gets nothing done.
         bars.with_regs(|regs| self.run_arc(pdev, Some(regs), inner, cur, new, actions))
             .inspect_err(|e| {
                 dev_dbg!(

@@ -53,8 +53,9 @@ impl<'a> Regs<'a> {
 }
 
 /// The registers of an open device. Each access sequence holds `vfio_pci_core`'s memory lock
-/// and runs only while the function decodes memory: a user that turned decoding off (or put
-/// the function in D3hot) gets `EIO` and the device is not touched.
+/// and runs with the function decoding memory (turned on for the sequence if the user has it
+/// off, see `Opened::memory`); a function in D3hot or a low-power state cannot decode, and the
+/// caller gets `EIO` without the device being touched.
 #[derive(Clone, Copy)]
 pub(crate) struct Bars<'a>(pub(crate) &'a Opened<'a, VirtioVfioMig>);
 
