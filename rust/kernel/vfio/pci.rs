@@ -111,7 +111,7 @@ pub trait Driver: Send + Sync + Sized + 'static {
     /// Called when the last user closed the device, after `vfio_pci_core` disabled it: bus
     /// mastering is off, so the device no longer reaches memory by DMA, and the BARs are
     /// unmapped. What the driver could not stop in [`Driver::close_device`] (say, because the
-    /// user had turned memory decoding off) can be let go here.
+    /// function was in D3hot and its registers unreachable) can be let go here.
     fn device_disabled(_dev: &CoreDevice<Self>) {
         build_error!(VTABLE_DEFAULT_ERROR)
     }

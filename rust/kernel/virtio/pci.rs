@@ -359,7 +359,7 @@ impl<'a> CommonCfg<'a> {
         Self(window)
     }
 
-    /// All 64 feature bits the device offers.
+    /// All 64 feature bits the device offers; `device_feature_select` is left at 1.
     pub fn device_features(&self) -> Result<u64> {
         self.0.write(common::DEVICE_FEATURE_SELECT, 0)?;
         let lo = self.0.read(common::DEVICE_FEATURE)?;

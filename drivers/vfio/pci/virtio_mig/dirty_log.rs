@@ -254,19 +254,19 @@ impl LogBackend for DirtyLog {
 
     fn stop(&self, dev: &Tracker<'_>) -> Result {
         let mut session = self.session.lock();
-        if session.is_none() {
+        let Some(s) = session.take() else {
             return Ok(());
-        }
-        // A function that cannot decode memory (D3hot) keeps the session: it is stopped once
-        // the function is back in D0, or let go when the device is disabled
-        // (`device_disabled`).
-        let stopped = dev
-            .bars
-            .with_tracker(|cfg| disarm(cfg, stop_timeout()))
-            .inspect_err(|e| dev_dbg!(dev.pdev, "tracker registers not reachable ({:?})\n", e))?;
-        match session.take() {
-            Some(s) => release_bitmap(dev.pdev, s.bitmap, stopped),
-            None => Ok(()),
+        };
+        match dev.bars.with_tracker(|cfg| disarm(cfg, stop_timeout())) {
+            Ok(stopped) => release_bitmap(dev.pdev, s.bitmap, stopped),
+            // A function that cannot decode memory (D3hot) keeps the session: it is stopped
+            // once the function is back in D0, or let go when the device is disabled
+            // (`device_disabled`).
+            Err(e) => {
+                dev_dbg!(dev.pdev, "tracker registers not reachable ({:?})\n", e);
+                *session = Some(s);
+                Err(e)
+            }
         }
     }
 

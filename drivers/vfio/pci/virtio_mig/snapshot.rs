@@ -38,43 +38,63 @@ use crate::{
 /// Virtio device IDs of modern functions start here (0x1040 + device type).
 pub(crate) const MODERN_DEVICE_ID_BASE: u16 = 0x1040;
 
-/// Runs `f`, which selects queues and feature words, and writes the selector registers back
-/// as they were before it, whether it succeeded or not: the guest may be between a select
-/// and the access it selected for.
-fn keeping_selectors<R>(regs: &Regs<'_>, f: impl FnOnce() -> Result<R>) -> Result<R> {
-    let selectors = regs.common.selectors()?;
-    let result = f();
-    let restored = regs.common.set_selectors(&selectors);
-    let result = result?;
-    restored?;
-    Ok(result)
+/// Runs `f`, which selects queues and feature words, with the guest's selectors and puts them
+/// back after it: the guest may be between a select and the access it selected for. `f`
+/// returns what its accesses left in the selectors, so that only those that differ are
+/// written; after a failure all of them are.
+fn keeping_selectors<R>(
+    regs: &Regs<'_>,
+    f: impl FnOnce(Selectors) -> Result<(R, Selectors)>,
+) -> Result<R> {
+    let guest = regs.common.selectors()?;
+    match f(guest) {
+        Ok((result, left)) => {
+            regs.common.change_selectors(&left, &guest)?;
+            Ok(result)
+        }
+        Err(e) => {
+            // The failure is what the caller needs to hear.
+            let _ = regs.common.set_selectors(&guest);
+            Err(e)
+        }
+    }
 }
 
 /// Who the device is and what it offers, read after `vfio_pci_core` reset it at open (queue
 /// sizes then read as the device's maxima).
 pub(crate) fn identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceIdentity> {
-    keeping_selectors(regs, || read_identity(pdev, regs))
+    keeping_selectors(regs, |guest| read_identity(pdev, regs, guest))
 }
 
-fn read_identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceIdentity> {
+/// Reads the identity; returns it and the selectors its reads left.
+fn read_identity(
+    pdev: &pci::Device<Bound>,
+    regs: &Regs<'_>,
+    guest: Selectors,
+) -> Result<(DeviceIdentity, Selectors)> {
+    let mut left = guest;
     let num_queues = queues::num_queues(regs)?;
     let mut max_queue_size = 0;
     for q in 0..num_queues {
         regs.common.select_queue(q)?;
+        left.queue_select = q;
         max_queue_size = max_queue_size.max(regs.common.queue_size()?);
     }
     let config_len = regs.device.len().min(MAX_DEVICE_CONFIG_LEN as u32);
-    Ok(DeviceIdentity {
+    let device_features = regs.common.device_features()?;
+    left.device_feature_select = 1;
+    let identity = DeviceIdentity {
         device_type: u32::from(pdev.device_id().saturating_sub(MODERN_DEVICE_ID_BASE)),
         vendor_id: pdev.vendor_id().as_raw(),
         device_id: pdev.device_id(),
         subsystem_vendor_id: pdev.subsystem_vendor_id(),
         subsystem_id: pdev.subsystem_device_id(),
-        device_features: regs.common.device_features()?,
+        device_features,
         num_queues,
         max_queue_size,
         device_config_len: config_len,
-    })
+    };
+    Ok((identity, left))
 }
 
 /// Encodes the complete state of the quiesced device as a final frame appended to `out`.
@@ -85,15 +105,7 @@ fn read_identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceIde
 /// where they can (a feature word, an existing queue), and the driver writes back those they
 /// left elsewhere, or all of them after a failure.
 pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8>) -> Result {
-    let guest = regs.common.selectors()?;
-    match save_frame(regs, identity, guest, out) {
-        Ok(left) => regs.common.change_selectors(&left, &guest),
-        Err(e) => {
-            // The failure is what the caller needs to hear.
-            let _ = regs.common.set_selectors(&guest);
-            Err(e)
-        }
-    }
+    keeping_selectors(regs, |guest| save_frame(regs, identity, guest, out))
 }
 
 /// Saves the frame; returns the selectors its reads left.
@@ -102,7 +114,7 @@ fn save_frame(
     identity: &DeviceIdentity,
     guest: Selectors,
     out: &mut KVec<u8>,
-) -> Result<Selectors> {
+) -> Result<((), Selectors)> {
     let mut left = guest;
     let driver_features = regs
         .common
@@ -163,7 +175,7 @@ fn save_frame(
     let start = out.len();
     out.extend_with(len, 0, GFP_KERNEL)?;
     match mig_stream::encode_final(&mut out[start..], &state) {
-        Ok(written) if written == len => Ok(left),
+        Ok(written) if written == len => Ok(((), left)),
         _ => {
             out.truncate(start);
             Err(EINVAL)

@@ -159,6 +159,22 @@ int dl_race_run(struct dl_race *r)
 	return record_report(r, &r->rep[r->nrep++]);
 }
 
+int dl_race_written_pages(const struct dl_race *r, struct dl_pages *required)
+{
+	unsigned int i;
+	int ret = 0;
+
+	for (i = 0; i < r->nbuf && !ret; i++)
+		ret = dl_pages_add(required, r->mem, r->buf[i], 4096, 4096);
+	for (i = 0; i < r->depth && !ret; i++)
+		ret = dl_pages_add(required, r->mem, &r->req[i]->status, 1, 4096);
+	if (!ret)
+		ret = dl_pages_add(required, r->mem, &r->vq->used->idx, 2, 4096);
+	if (!ret)
+		dl_pages_finish(required);
+	return ret;
+}
+
 bool dl_race_seen(const struct dl_race *r, unsigned int c)
 {
 	const struct dl_race_read *d = &r->done[c];

@@ -56,6 +56,12 @@ struct dl_race {
  * device idle. Returns 0, or -errno of the workload or of a report.
  */
 int dl_race_run(struct dl_race *r);
+/*
+ * Add to @required every page the device wrote during the race: the buffers,
+ * each request's status byte and the used ring's index, then finish it.
+ * Returns 0 or -ENOMEM.
+ */
+int dl_race_written_pages(const struct dl_race *r, struct dl_pages *required);
 /* Whether read @c is in one of the reports that must hold it. */
 bool dl_race_seen(const struct dl_race *r, unsigned int c);
 void dl_race_free(struct dl_race *r);

@@ -805,7 +805,7 @@ TEST_F_TIMEOUT(admin_log, harvest_race, 300)
 		.requests = RACE_REQUESTS,
 		.seconds = RACE_SECONDS,
 	};
-	unsigned int c, lost = 0, b;
+	unsigned int c, lost = 0;
 	int ret;
 
 	if (!expecting(_metadata, EXPECT_NORMAL))
@@ -827,12 +827,7 @@ TEST_F_TIMEOUT(admin_log, harvest_race, 300)
 	}
 	EXPECT_EQ(0U, lost) TH_LOG("%u of %u completed reads lost", lost, race.ndone);
 
-	for (b = 0; b < NBUF; b++)
-		ASSERT_EQ(0, dl_pages_add(&required, &self->mem, self->buf[b], SZ_4K, SZ_4K));
-	for (b = 0; b < RACE_DEPTH; b++)
-		ASSERT_EQ(0, dl_pages_add(&required, &self->mem, &self->req[b]->status, 1, SZ_4K));
-	ASSERT_EQ(0, dl_pages_add(&required, &self->mem, &self->vq.used->idx, 2, SZ_4K));
-	dl_pages_finish(&required);
+	ASSERT_EQ(0, dl_race_written_pages(&race, &required));
 	allowed_pages(_metadata, self, SZ_4K, &allowed);
 	check_acc(_metadata, &self->set, &required, &allowed);
 	dl_race_free(&race);

@@ -611,7 +611,7 @@ TEST_F_TIMEOUT(dirty_log, harvest_race, 300)
 		.requests = RACE_REQUESTS,
 		.seconds = RACE_SECONDS,
 	};
-	unsigned int c, lost = 0, b;
+	unsigned int c, lost = 0;
 	int ret;
 	uint64_t gran;
 
@@ -639,12 +639,7 @@ TEST_F_TIMEOUT(dirty_log, harvest_race, 300)
 	EXPECT_EQ(0U, lost) TH_LOG("%u of %u completed reads lost", lost, race.ndone);
 
 	/* The union: every buffer, every status byte used, the used ring. */
-	for (b = 0; b < NBUF; b++)
-		ASSERT_EQ(0, dl_pages_add(&required, &self->mem, self->buf[b], SZ_4K, SZ_4K));
-	for (b = 0; b < RACE_DEPTH; b++)
-		ASSERT_EQ(0, dl_pages_add(&required, &self->mem, &self->req[b]->status, 1, SZ_4K));
-	ASSERT_EQ(0, dl_pages_add(&required, &self->mem, &self->vq.used->idx, 2, SZ_4K));
-	dl_pages_finish(&required);
+	ASSERT_EQ(0, dl_race_written_pages(&race, &required));
 	gran = allowed_gran(&self->set, self->set.page_size);
 	allowed_pages(_metadata, self, gran, &allowed);
 	check_acc(_metadata, &self->set, &required, &allowed, gran);
