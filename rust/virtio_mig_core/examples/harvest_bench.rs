@@ -172,6 +172,8 @@ fn main() {
     ];
     let mut memcpy = Duration::MAX;
     let mut swap = Duration::MAX;
+    let mut swap_or = Duration::MAX;
+    let mut user = vec![0u64; WORDS];
     // Rounds outermost, so that every figure gets the quiet moments of a
     // shared machine alike.
     for _ in 0..ROUNDS {
@@ -184,6 +186,16 @@ fn main() {
                 black_box(w.swap(0, Ordering::AcqRel));
             }
         });
+        // The same, each word ORed into a user word: the floor of a harvest
+        // whose words all hold a clear bit (none may be cleared by a store).
+        dirty(&words, &PATTERNS[3]);
+        user.fill(0);
+        time(&mut swap_or, || {
+            for (w, u) in words.iter().zip(user.iter_mut()) {
+                *u |= w.swap(0, Ordering::AcqRel);
+            }
+        });
+        black_box(&user);
         for c in &mut configs {
             for (i, p) in PATTERNS.iter().enumerate() {
                 dirty(&words, p);
@@ -201,6 +213,10 @@ fn main() {
     println!(
         "floor: one atomic swap per word {swap:>12?}  ratio {:5.2}",
         ratio(swap)
+    );
+    println!(
+        "floor: the same, ORed into the user's bitmap {swap_or:>12?}  ratio {:5.2}",
+        ratio(swap_or)
     );
     for c in &configs {
         println!("{}:", c.label);

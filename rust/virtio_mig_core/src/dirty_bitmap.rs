@@ -9,14 +9,17 @@
 //! word-shaped so that a report costs little more than reading and clearing
 //! the bitmap: a dirty device word becomes one [`DirtySink::set_pages`] call
 //! (64 user pages), which the driver ORs into the user's bitmap in one go,
-//! whatever the pattern of bits in it. [`harvest_runs`] and [`RunSink`] turn the output back into
-//! coalesced byte runs for callers that want those.
+//! whatever the pattern of bits in it, and consecutive full words become one
+//! [`DirtySink::set_range`] run (a fill). [`harvest_runs`] and [`RunSink`]
+//! turn the output back into coalesced byte runs for callers that want those.
 //!
 //! Rules, following "never lose a dirty page":
 //!
 //! - Words are read and cleared atomically (`swap`/`fetch_and`) because the
 //!   device sets bits concurrently; a bit set after its word was read stays
-//!   set and is reported by the next harvest.
+//!   set and is reported by the next harvest. The exception is a word read
+//!   with every bit set, which a plain store clears: a concurrent set can
+//!   then only hit a page this harvest reports (see `take_inner`).
 //! - Only the bits of device pages lying *entirely* inside the range are
 //!   cleared. A device page straddling the range boundary (device pages larger
 //!   than the range alignment) is reported but left set, so the part outside
@@ -451,6 +454,28 @@ fn edge_word<F: FnMut(u64, u64, bool)>(
     1
 }
 
+/// Reads and clears a word whose pages all lie inside the range, and returns
+/// what it held.
+///
+/// A word read with every bit set is cleared with a plain store instead of an
+/// atomic swap. That loses nothing: the device only sets bits, so a write of
+/// the device landing between the load and the store can only set a bit that
+/// was already set, for a page this harvest reports, and the device wrote
+/// that page's data before its bit, so before the report returns. A write
+/// landing after the store stays set for the next harvest. Any other word
+/// holds a clear bit the device may set meanwhile, and is swapped.
+#[inline]
+fn take_inner(word: &AtomicU64) -> u64 {
+    match word.load(Ordering::Relaxed) {
+        0 => 0,
+        u64::MAX => {
+            word.store(0, Ordering::Relaxed);
+            u64::MAX
+        }
+        _ => word.swap(0, Ordering::Relaxed),
+    }
+}
+
 /// Reads and clears the bitmap words covering `dev` and calls
 /// `f(page, bits, edge)` for every word with bits to report, `page` being the
 /// device page of bit 0 and `edge` whether the word is the first or last one
@@ -480,19 +505,25 @@ fn scan<F: FnMut(u64, u64, bool)>(
             // Every page of the inner words lies inside the range: no masks.
             for line in inner.chunks(LINE_WORDS) {
                 // A clean line costs its loads and one branch.
-                let any = line
-                    .iter()
-                    .fold(0, |any, w| any | w.load(Ordering::Relaxed));
-                if any != 0 {
+                let (any, all) = line.iter().fold((0, u64::MAX), |(any, all), w| {
+                    let v = w.load(Ordering::Relaxed);
+                    (any | v, all & v)
+                });
+                if all == u64::MAX && line.len() == LINE_WORDS {
+                    // A full line: plain stores (see `take_inner`).
+                    line.iter().for_each(|w| w.store(0, Ordering::Relaxed));
+                    for i in 0..LINE_WORDS as u64 {
+                        f(line_base + 64 * i, u64::MAX, false);
+                    }
+                    dirty_words += LINE_WORDS as u64;
+                } else if any != 0 {
                     let mut word_base = line_base;
                     for word in line {
                         // Cached by now: a clean word still costs no write.
-                        if word.load(Ordering::Relaxed) != 0 {
-                            let raw = word.swap(0, Ordering::Relaxed);
-                            if raw != 0 {
-                                dirty_words += 1;
-                                f(word_base, u64::from_le(raw), false);
-                            }
+                        let raw = take_inner(word);
+                        if raw != 0 {
+                            dirty_words += 1;
+                            f(word_base, u64::from_le(raw), false);
                         }
                         word_base += 64;
                     }
@@ -571,11 +602,11 @@ impl<S: DirtySink + ?Sized> Out<'_, S> {
         }
     }
 
-    /// A user word of the spread path. Full inner words become byte runs,
-    /// merged with their neighbours: a dense bitmap then costs a few long runs
-    /// (a fill of the user's bitmap) instead of an OR per word.
+    /// A word of user pages. Full inner words become byte runs, merged with
+    /// their neighbours: a dense bitmap then costs a few long runs (a fill of
+    /// the user's bitmap) instead of an OR per word.
     #[inline]
-    fn spread_word(&mut self, page: u64, bits: u64, edge: bool) {
+    fn user_word(&mut self, page: u64, bits: u64, edge: bool) {
         if bits == u64::MAX && !edge {
             self.inner_run(page << self.page_shift, (page + 64) << self.page_shift);
             return;
@@ -655,11 +686,7 @@ pub fn harvest<S: DirtySink + ?Sized>(
 
     if gra == ps {
         scan(words, &dev, &mut stats, |page, bits, edge| {
-            if edge {
-                out.pages(page, bits);
-            } else {
-                out.inner_pages(page, bits);
-            }
+            out.user_word(page, bits, edge)
         });
     } else if gra > ps && gra - ps <= MAX_SPREAD_SHIFT {
         // Device word -> 2^d user words, each from 64 >> d device bits.
@@ -683,7 +710,7 @@ pub fn harvest<S: DirtySink + ?Sized>(
                 } else {
                     conv.expand(chunk)
                 };
-                out.spread_word((page << d) + u64::from(j) * 64, user_bits, edge);
+                out.user_word((page << d) + u64::from(j) * 64, user_bits, edge);
             }
         });
     } else if gra > ps {

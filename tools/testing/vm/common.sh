@@ -72,7 +72,6 @@ parse_set_args() {
 boot_set() {
 	local set=$1
 	shift
-	# Through a pipe: the VM reopens its output and would truncate a file there.
 	"$VM_DIR/run-vm.sh" --timeout "$SET_TIMEOUT" "${SET_VARIANT[@]}" "$@" -- \
-		"$VM_DIR/guest/run-tests.sh" "$set" 2>&1 | cat
+		"$VM_DIR/guest/run-tests.sh" "$set"
 }

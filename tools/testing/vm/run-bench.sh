@@ -50,15 +50,13 @@ wanted() {
 	[[ " ${only[*]} " == *" $1 "* ]]
 }
 
-# Through a pipe: the VM reopens its output and would truncate a file there.
 if wanted report; then
-	"$VM_DIR/run-vm.sh" --timeout "$timeout_s" -- "$VM_DIR/guest/bench.sh" report "$@" 2>&1 |
-		cat
+	"$VM_DIR/run-vm.sh" --timeout "$timeout_s" -- "$VM_DIR/guest/bench.sh" report "$@"
 fi
 # Register accesses with requests in flight: the device models hold each request 100 ms.
 if wanted loaded; then
 	"$VM_DIR/run-vm.sh" --timeout "$timeout_s" --devsim-args "--request-delay-ms 100" -- \
-		"$VM_DIR/guest/bench.sh" loaded 2>&1 | cat
+		"$VM_DIR/guest/bench.sh" loaded
 fi
 # One owner and its member: 0000:00:10.0 and 0000:00:10.1.
 if wanted admin; then
@@ -66,5 +64,5 @@ if wanted admin; then
 		"\"$ADMIN_DEVSIM_ARGS\" (reproduce alone: run-bench.sh --only admin [-- -c CELL])"
 	"$VM_DIR/run-vm.sh" --timeout "$timeout_s" --owners --devices 1 \
 		--devsim-args-for 0 "$ADMIN_DEVSIM_ARGS" -- \
-		"$VM_DIR/guest/bench.sh" admin "${ADMIN_BENCH_ARGS[@]}" "$@" 2>&1 | cat
+		"$VM_DIR/guest/bench.sh" admin "${ADMIN_BENCH_ARGS[@]}" "$@"
 fi

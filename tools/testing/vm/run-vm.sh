@@ -137,8 +137,9 @@ fi
 guest_cmd="VVM_CACHE=$(printf '%q' "$CACHE_DIR") $(printf '%q ' "$@")"
 [ $owners = 0 ] || guest_cmd="VVM_OWNERS=1 $guest_cmd"
 set +e
-timeout --kill-after=10 "$timeout_s" "${vng[@]}" --exec "$guest_cmd" </dev/null
-rc=$?
+# Through a pipe: the VM reopens its output and would truncate a file there.
+timeout --kill-after=10 "$timeout_s" "${vng[@]}" --exec "$guest_cmd" </dev/null 2>&1 | cat
+rc=${PIPESTATUS[0]}
 set -e
 [ $rc = 124 ] && echo "error: the guest did not finish within ${timeout_s}s" >&2
 if [ $rc != 0 ]; then
