@@ -505,11 +505,13 @@ fn scan<F: FnMut(u64, u64, bool)>(
             // Every page of the inner words lies inside the range: no masks.
             for line in inner.chunks(LINE_WORDS) {
                 // A clean line costs its loads and one branch.
-                let (any, all) = line.iter().fold((0, u64::MAX), |(any, all), w| {
-                    let v = w.load(Ordering::Relaxed);
-                    (any | v, all & v)
-                });
-                if all == u64::MAX && line.len() == LINE_WORDS {
+                let any = line
+                    .iter()
+                    .fold(0, |any, w| any | w.load(Ordering::Relaxed));
+                if any == u64::MAX
+                    && line.len() == LINE_WORDS
+                    && line.iter().all(|w| w.load(Ordering::Relaxed) == u64::MAX)
+                {
                     // A full line: plain stores (see `take_inner`).
                     line.iter().for_each(|w| w.store(0, Ordering::Relaxed));
                     for i in 0..LINE_WORDS as u64 {

@@ -186,8 +186,8 @@ impl Driver for VirtioVfioMig {
             // The registers are read before the state lock is taken: set_state takes the
             // memory lock under it.
             let pdev = dev.device().pdev();
-            let identity = Bars(dev).with_regs(|regs| snapshot::identity(pdev, regs))??;
-            dev.migration.open(identity);
+            let device = Bars(dev).with_regs(|regs| snapshot::constants(pdev, regs))??;
+            dev.migration.open(device);
         }
         Ok(())
     }

@@ -61,14 +61,17 @@ use crate::{
         Bars,
         Regs, //
     },
-    snapshot,
+    snapshot::{
+        self,
+        DeviceConstants, //
+    },
 };
 
 /// Migration state protected by [`Migration::state`].
 pub(crate) struct Inner {
     state: State,
-    /// Identity of the device, read when it was opened.
-    identity: Option<DeviceIdentity>,
+    /// What the device says of itself, read when it was opened.
+    device: Option<DeviceConstants>,
     /// Queues to restart when the device runs again.
     stopped: QueueSet,
     saving: Option<Arc<SavingStream>>,
@@ -155,7 +158,7 @@ impl Migration {
             flags,
             state <- new_mutex!(Inner {
                 state: mig_fsm::RESET_STATE,
-                identity: None,
+                device: None,
                 stopped: QueueSet::default(),
                 saving: None,
                 resuming: None,
@@ -196,18 +199,18 @@ impl Migration {
     }
 
     /// The first user opened the device (just reset by `vfio_pci_core`), which offers
-    /// `identity` (see [`snapshot::identity`]): start from RUNNING.
-    pub(crate) fn open(&self, identity: DeviceIdentity) {
+    /// `device` (see [`snapshot::constants`]): start from RUNNING.
+    pub(crate) fn open(&self, device: DeviceConstants) {
         let mut inner = self.lock();
         inner.reset();
-        inner.identity = Some(identity);
+        inner.device = Some(device);
     }
 
     /// The last user closed the device: drop any data session.
     pub(crate) fn close(&self) {
         let mut inner = self.lock();
         inner.reset();
-        inner.identity = None;
+        inner.device = None;
     }
 
     pub(crate) fn get_state(&self) -> State {
@@ -217,11 +220,12 @@ impl Migration {
     /// Length of the stream a transition to STOP_COPY produces now.
     pub(crate) fn data_size(&self) -> Result<usize> {
         self.lock()
-            .identity
-            .map(|id| {
+            .device
+            .as_ref()
+            .map(|device| {
                 mig_stream::final_frame_len(
-                    usize::from(id.num_queues),
-                    id.device_config_len as usize,
+                    usize::from(device.identity.num_queues),
+                    device.identity.device_config_len as usize,
                 )
             })
             .ok_or(ENODEV)
@@ -341,7 +345,11 @@ impl Migration {
         action: Action,
         file: &mut Option<ARef<File>>,
     ) -> Result<(), Failure> {
-        let identity = inner.identity.ok_or(Failure::Device(ENODEV))?;
+        let identity = inner
+            .device
+            .as_ref()
+            .ok_or(Failure::Device(ENODEV))?
+            .identity;
         // `step` maps the registers for every action that touches the device.
         let regs = || regs.ok_or(Failure::Device(EINVAL));
         match action {
@@ -375,8 +383,9 @@ impl Migration {
             Action::SaveFinalState => {
                 let regs = regs()?;
                 let saving = inner.saving.as_ref().ok_or(Failure::Device(EINVAL))?;
+                let device = inner.device.as_ref().ok_or(Failure::Device(ENODEV))?;
                 saving
-                    .append_final(|data| snapshot::save(regs, &identity, data))
+                    .append_final(|data| snapshot::save(regs, device, data))
                     .map_err(|e| {
                         if e == EOPNOTSUPP {
                             // The device state capability describes split rings only: saving

@@ -60,25 +60,35 @@ fn keeping_selectors<R>(
     }
 }
 
-/// Who the device is and what it offers, read after `vfio_pci_core` reset it at open (queue
-/// sizes then read as the device's maxima).
-pub(crate) fn identity(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceIdentity> {
-    keeping_selectors(regs, |guest| read_identity(pdev, regs, guest))
+/// What the device says of itself and does not change: read once, when the device is opened.
+pub(crate) struct DeviceConstants {
+    /// Who the device is and what it offers.
+    pub(crate) identity: DeviceIdentity,
+    /// `queue_notify_off` of each queue, which a save records without reading it again.
+    pub(crate) notify_offs: KVec<u16>,
 }
 
-/// Reads the identity; returns it and the selectors its reads left.
-fn read_identity(
+/// Reads the [`DeviceConstants`] after `vfio_pci_core` reset the device at open (queue sizes
+/// then read as the device's maxima).
+pub(crate) fn constants(pdev: &pci::Device<Bound>, regs: &Regs<'_>) -> Result<DeviceConstants> {
+    keeping_selectors(regs, |guest| read_constants(pdev, regs, guest))
+}
+
+/// Reads the constants; returns them and the selectors their reads left.
+fn read_constants(
     pdev: &pci::Device<Bound>,
     regs: &Regs<'_>,
     guest: Selectors,
-) -> Result<(DeviceIdentity, Selectors)> {
+) -> Result<(DeviceConstants, Selectors)> {
     let mut left = guest;
     let num_queues = queues::num_queues(regs)?;
     let mut max_queue_size = 0;
+    let mut notify_offs = KVec::with_capacity(usize::from(num_queues), GFP_KERNEL)?;
     for q in 0..num_queues {
         regs.common.select_queue(q)?;
         left.queue_select = q;
         max_queue_size = max_queue_size.max(regs.common.queue_size()?);
+        notify_offs.push(regs.common.queue_notify_off()?, GFP_KERNEL)?;
     }
     let config_len = regs.device.len().min(MAX_DEVICE_CONFIG_LEN as u32);
     let device_features = regs.common.device_features()?;
@@ -94,27 +104,35 @@ fn read_identity(
         max_queue_size,
         device_config_len: config_len,
     };
-    Ok((identity, left))
+    Ok((
+        DeviceConstants {
+            identity,
+            notify_offs,
+        },
+        left,
+    ))
 }
 
 /// Encodes the complete state of the quiesced device as a final frame appended to `out`.
 ///
 /// Reads what the driver cannot know (what the guest programmed), each register once: every
 /// queue's configuration, the position of the enabled ones, the device configuration field by
-/// field at its natural width, and the selectors. The reads end on the guest's own selectors
-/// where they can (a feature word, an existing queue), and the driver writes back those they
-/// left elsewhere, or all of them after a failure.
-pub(crate) fn save(regs: &Regs<'_>, identity: &DeviceIdentity, out: &mut KVec<u8>) -> Result {
-    keeping_selectors(regs, |guest| save_frame(regs, identity, guest, out))
+/// field at its natural width, and the selectors; the [`DeviceConstants`] are not read again.
+/// The reads end on the guest's own selectors where they can (a feature word, an existing
+/// queue), a queue already selected is not selected again, and the driver writes back the
+/// selectors the reads left elsewhere, or all of them after a failure.
+pub(crate) fn save(regs: &Regs<'_>, device: &DeviceConstants, out: &mut KVec<u8>) -> Result {
+    keeping_selectors(regs, |guest| save_frame(regs, device, guest, out))
 }
 
 /// Saves the frame; returns the selectors its reads left.
 fn save_frame(
     regs: &Regs<'_>,
-    identity: &DeviceIdentity,
+    device: &DeviceConstants,
     guest: Selectors,
     out: &mut KVec<u8>,
 ) -> Result<((), Selectors)> {
+    let identity = &device.identity;
     let mut left = guest;
     let driver_features = regs
         .common
@@ -131,8 +149,10 @@ fn save_frame(
     let order = Iterator::chain((0..n).filter(|&q| Some(q) != guest_queue), guest_queue);
     let mut queue_states = KVec::with_capacity(usize::from(n), GFP_KERNEL)?;
     for q in order {
-        regs.common.select_queue(q)?;
-        left.queue_select = q;
+        if left.queue_select != q {
+            regs.common.select_queue(q)?;
+            left.queue_select = q;
+        }
         let enable = regs.common.queue_enable()?;
         let last_avail_idx = if enable != 0 {
             // The queue is stopped: its position is stable and may be read.
@@ -147,7 +167,7 @@ fn save_frame(
                 size: regs.common.queue_size()?,
                 enable,
                 msix_vector: regs.common.queue_msix_vector()?,
-                notify_off: regs.common.queue_notify_off()?,
+                notify_off: *device.notify_offs.get(usize::from(q)).ok_or(EINVAL)?,
                 last_avail_idx,
                 desc_addr: regs.common.queue_desc()?,
                 driver_addr: regs.common.queue_driver()?,
@@ -156,8 +176,14 @@ fn save_frame(
             GFP_KERNEL,
         )?;
     }
-    // In index order, as the stream format writes them.
-    queue_states.sort_unstable_by_key(|q| q.index);
+    // In index order, as the stream format writes them: the guest's queue moves from the end
+    // to its place.
+    if let Some(g) = guest_queue {
+        queue_states
+            .get_mut(usize::from(g)..)
+            .ok_or(EINVAL)?
+            .rotate_right(1);
+    }
     let (config, config_generation) = read_device_config(regs, identity)?;
     let state = SavedState {
         identity: *identity,
