@@ -378,7 +378,7 @@ static void measure(struct row *row, int samples)
 {
 	uint64_t *phys, base, page_size = SZ_4K, bits, words;
 	size_t i, ncand = 0, want, *pick;
-	uint64_t *bitmap, *pattern, *devmap, *out;
+	uint64_t *bitmap, *devmap, *out;
 	double *t_rep, *t_clean, *t_page, *t_scan, *d_cmds, *d_recs, *c_cmds, *c_recs;
 	struct counters c0 = {}, c1 = {}, c2 = {};
 	struct dl_range r;
@@ -429,7 +429,6 @@ static void measure(struct row *row, int samples)
 	bits = r.len / page_size;
 	words = (bits + 63) / 64;
 	bitmap = calloc(words, 8);
-	pattern = calloc(words, 8);
 	devmap = calloc(words, 8);
 	out = calloc(words, 8);
 	t_rep = calloc(samples, sizeof(double));
@@ -440,7 +439,7 @@ static void measure(struct row *row, int samples)
 	d_recs = calloc(samples, sizeof(double));
 	c_cmds = calloc(samples, sizeof(double));
 	c_recs = calloc(samples, sizeof(double));
-	if (!bitmap || !pattern || !devmap || !out || !t_rep || !t_clean || !t_page || !t_scan ||
+	if (!bitmap || !devmap || !out || !t_rep || !t_clean || !t_page || !t_scan ||
 	    !d_cmds || !d_recs || !c_cmds || !c_recs)
 		die("memory", ENOMEM);
 	/* Anything logged before this run. */
@@ -475,10 +474,9 @@ static void measure(struct row *row, int samples)
 				~(bitmap[w] << 1 | (w ? bitmap[w - 1] >> 63 : 0)));
 		}
 		row->reported = n;
-		memcpy(pattern, bitmap, words * 8);
 
 		/* The userspace scan of the same bitmap, in the same moment of the run. */
-		memcpy(devmap, pattern, words * 8);
+		memcpy(devmap, bitmap, words * 8);
 		memset(out, 0, words * 8);
 		t0 = now_us();
 		if (scan(devmap, out, words) != row->reported)
@@ -529,7 +527,6 @@ static void measure(struct row *row, int samples)
 	free(phys);
 	free(pick);
 	free(bitmap);
-	free(pattern);
 	free(devmap);
 	free(out);
 	free(t_rep);
