@@ -173,7 +173,6 @@ fn main() {
     let mut memcpy = Duration::MAX;
     let mut swap = Duration::MAX;
     let mut swap_or = Duration::MAX;
-    let mut user = vec![0u64; WORDS];
     // Rounds outermost, so that every figure gets the quiet moments of a
     // shared machine alike.
     for _ in 0..ROUNDS {
@@ -188,7 +187,11 @@ fn main() {
         });
         // The same, each word ORed into a user word: the floor of a harvest
         // whose words all hold a clear bit (none may be cleared by a store).
+        // Into the measured harvest's own user bitmap: where the pages of a
+        // buffer land changes these times by up to half, so floor and harvest
+        // must share theirs.
         dirty(&words, &PATTERNS[3]);
+        let user = &mut configs[0].sink.map;
         user.fill(0);
         time(&mut swap_or, || {
             for (w, u) in words.iter().zip(user.iter_mut()) {
