@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * KUnit tests of iova_bitmap_set_pages(): in a user bitmap the test maps, it
- * must mark exactly the pages that one iova_bitmap_set() per page marks,
- * wherever the word lands (bit offsets, the pages of the user's bitmap, the
- * end of the pinned window, the edges of the bitmap's range). And of what
- * counts as an error: a user bitmap that cannot be pinned, never a range
+ * KUnit tests of iova_bitmap_set_pages() and iova_bitmap_words(): in a user
+ * bitmap the test maps, a word of pages given to the first, or ORed into the
+ * words the second lends, must mark exactly the pages that one
+ * iova_bitmap_set() per page marks, wherever the word lands (bit offsets, the
+ * pages of the user's bitmap, the end of the pinned window, the edges of the
+ * bitmap's range). The lent words must be the right ones and no more. And of
+ * what counts as an error: a user bitmap that cannot be pinned, never a range
  * that runs past the bitmap's end.
  */
 #include <kunit/test.h>
@@ -72,13 +74,19 @@ static size_t span_bytes(size_t skip, size_t length)
 	return min(bytes, UBUF_PAGES * PAGE_SIZE - skip);
 }
 
+enum marking {
+	PER_PAGE,	/* iova_bitmap_set() per page */
+	PER_WORD,	/* iova_bitmap_set_pages() per word */
+	LENT,		/* an OR into iova_bitmap_words(), else iova_bitmap_set_pages() */
+};
+
 /*
  * Applies @marks to a zeroed user bitmap for [@iova, @iova + @length) that
- * starts @skip bytes into the mapping, per page with iova_bitmap_set() or
- * per word with iova_bitmap_set_pages(), and copies it to @out.
+ * starts @skip bytes into the mapping, marking as @how says, and copies it to
+ * @out.
  */
 static void apply(struct kunit *test, size_t skip, unsigned long iova, size_t length,
-		  const struct mark *marks, int n, bool per_word, u64 *out)
+		  const struct mark *marks, int n, enum marking how, u64 *out)
 {
 	struct fixture *f = test->priv;
 	u64 __user *data = (u64 __user *)((u8 __user *)f->ubuf + skip);
@@ -90,7 +98,18 @@ static void apply(struct kunit *test, size_t skip, unsigned long iova, size_t le
 	bitmap = iova_bitmap_alloc(iova, length, PGSZ, data);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(bitmap));
 	for (i = 0; i < n; i++) {
-		if (per_word) {
+		unsigned int nwords = 0;
+		u64 *words;
+
+		if (how == LENT) {
+			words = iova_bitmap_words(bitmap, marks[i].iova, &nwords);
+			if (words) {
+				KUNIT_EXPECT_GT(test, nwords, 0U);
+				words[0] |= marks[i].pages;
+				continue;
+			}
+		}
+		if (how != PER_PAGE) {
 			iova_bitmap_set_pages(bitmap, marks[i].iova, marks[i].pages);
 			continue;
 		}
@@ -112,23 +131,28 @@ static void apply(struct kunit *test, size_t skip, unsigned long iova, size_t le
 static void expect_same(struct kunit *test, size_t skip, unsigned long iova, size_t length,
 			const struct mark *marks, int n)
 {
+	static const enum marking by_word[] = { PER_WORD, LENT };
 	struct fixture *f = test->priv;
 	size_t bytes = span_bytes(skip, length);
 	u64 set = 0;
-	size_t i;
+	size_t i, k;
 
-	apply(test, skip, iova, length, marks, n, false, f->expect);
-	apply(test, skip, iova, length, marks, n, true, f->got);
-	for (i = 0; i < bytes / sizeof(u64); i++) {
+	apply(test, skip, iova, length, marks, n, PER_PAGE, f->expect);
+	for (i = 0; i < bytes / sizeof(u64); i++)
 		set += hweight64(f->expect[i]);
-		if (f->expect[i] != f->got[i]) {
-			KUNIT_FAIL(test, "word %zu: per page %#llx, per word %#llx (skip %zu)", i,
-				   f->expect[i], f->got[i], skip);
-			return;
-		}
-	}
 	/* A comparison of two empty bitmaps would prove nothing. */
 	KUNIT_EXPECT_GT(test, set, 0);
+	for (k = 0; k < ARRAY_SIZE(by_word); k++) {
+		apply(test, skip, iova, length, marks, n, by_word[k], f->got);
+		for (i = 0; i < bytes / sizeof(u64); i++) {
+			if (f->expect[i] != f->got[i]) {
+				KUNIT_FAIL(test, "word %zu: per page %#llx, %s %#llx (skip %zu)",
+					   i, f->expect[i],
+					   by_word[k] == LENT ? "lent" : "per word", f->got[i], skip);
+				return;
+			}
+		}
+	}
 }
 
 /* Words at every bit offset from the start of the user's bitmap. */
@@ -245,6 +269,95 @@ static void iova_bitmap_test_tail_past_range(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, f->got[words - 1], GENMASK_ULL(63, 60));
 }
 
+/*
+ * The words iova_bitmap_words() lends are the user's bitmap words from the
+ * one asked for to the end of its page of the user's bitmap or of the range,
+ * whichever comes first; it lends none for a word that is not whole in the
+ * range or does not start a word of the user's bitmap.
+ */
+struct lent_probe {
+	struct kunit *test;
+	size_t skip, whole, first_n;
+};
+
+/* Two pages of user bitmap and then some, the last word partial. */
+#define LENT_WHOLE	(2 * (BITS_PER_UPAGE / 64) + 10)
+#define LENT_LENGTH	((LENT_WHOLE * 64 + 5) * PGSZ)
+
+static int lent_probe_window(struct iova_bitmap *bitmap, unsigned long iova, size_t length,
+			     void *opaque)
+{
+	struct lent_probe *p = opaque;
+	struct kunit *test = p->test;
+	size_t per_page = BITS_PER_UPAGE / 64, lead = p->skip / sizeof(u64);
+	size_t probes[] = { 0, per_page - lead - 1, per_page - lead, LENT_WHOLE - 1 };
+	unsigned int nwords;
+	size_t i, w;
+	u64 *words;
+
+	/* The whole range is one pinned window. */
+	KUNIT_EXPECT_EQ(test, iova, RANGE_IOVA);
+	KUNIT_EXPECT_EQ(test, length, LENT_LENGTH);
+	for (i = 0; i < ARRAY_SIZE(probes); i++) {
+		size_t expect;
+
+		w = probes[i];
+		expect = min(LENT_WHOLE - w, per_page - (lead + w) % per_page);
+		nwords = 0;
+		words = iova_bitmap_words(bitmap, RANGE_IOVA + w * 64 * PGSZ, &nwords);
+		KUNIT_EXPECT_NOT_NULL_MSG(test, words, "word %zu (skip %zu)", w, p->skip);
+		if (!words)
+			return -EINVAL;
+		KUNIT_EXPECT_EQ_MSG(test, (size_t)nwords, expect, "word %zu (skip %zu)", w,
+				    p->skip);
+		if (!w) {
+			/* Fill every lent word: no more, no fewer, and the right ones. */
+			memset(words, 0xff, nwords * sizeof(u64));
+			p->first_n = nwords;
+		}
+	}
+	KUNIT_EXPECT_NULL(test, iova_bitmap_words(bitmap, RANGE_IOVA + LENT_WHOLE * 64 * PGSZ,
+						  &nwords));
+	KUNIT_EXPECT_NULL(test, iova_bitmap_words(bitmap, RANGE_IOVA + 64 * PGSZ + PGSZ,
+						  &nwords));
+	KUNIT_EXPECT_NULL(test, iova_bitmap_words(bitmap, RANGE_IOVA - 64 * PGSZ, &nwords));
+	KUNIT_EXPECT_NULL(test, iova_bitmap_words(bitmap, RANGE_IOVA + LENT_LENGTH, &nwords));
+	return 0;
+}
+
+static void lent_extent(struct kunit *test, size_t skip)
+{
+	struct fixture *f = test->priv;
+	u64 __user *data = (u64 __user *)((u8 __user *)f->ubuf + skip);
+	struct lent_probe p = { .test = test, .skip = skip };
+	struct iova_bitmap *bitmap;
+	size_t w;
+
+	KUNIT_ASSERT_EQ(test, clear_user(data, span_bytes(skip, LENT_LENGTH)), 0);
+	bitmap = iova_bitmap_alloc(RANGE_IOVA, LENT_LENGTH, PGSZ, data);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(bitmap));
+	KUNIT_EXPECT_EQ(test, iova_bitmap_for_each(bitmap, &p, lent_probe_window), 0);
+	iova_bitmap_free(bitmap);
+
+	KUNIT_ASSERT_EQ(test, copy_from_user(f->got, data, (LENT_WHOLE + 1) * sizeof(u64)), 0);
+	KUNIT_EXPECT_EQ(test, p.first_n, BITS_PER_UPAGE / 64 - skip / sizeof(u64));
+	for (w = 0; w <= LENT_WHOLE; w++) {
+		u64 expect = w < p.first_n ? ~0ULL : 0;
+
+		if (f->got[w] != expect) {
+			KUNIT_FAIL(test, "word %zu: %#llx, expected %#llx (skip %zu)", w,
+				   f->got[w], expect, skip);
+			return;
+		}
+	}
+}
+
+static void iova_bitmap_test_lent_words(struct kunit *test)
+{
+	lent_extent(test, 0);
+	lent_extent(test, 8);
+}
+
 static int set_first_page(struct iova_bitmap *bitmap, unsigned long iova, size_t length,
 			  void *opaque)
 {
@@ -275,6 +388,7 @@ static struct kunit_case iova_bitmap_test_cases[] = {
 	KUNIT_CASE(iova_bitmap_test_random),
 	KUNIT_CASE(iova_bitmap_test_tail_past_range),
 	KUNIT_CASE(iova_bitmap_test_unpinnable),
+	KUNIT_CASE(iova_bitmap_test_lent_words),
 	{}
 };
 
